@@ -1,0 +1,3 @@
+"""Model families. Importing this package registers every family and preset."""
+
+from . import transformer  # noqa: F401
