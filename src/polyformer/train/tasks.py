@@ -1,0 +1,172 @@
+"""Training tasks: what to feed a model, how to score it. One class per kind of data.
+
+* :class:`LMTask` - next-token prediction on one text file (character tokenizer by default).
+* :class:`Seq2SeqTask` - source -> target pairs: synthetic digit tasks or parallel text files
+  (e.g. Multi30k) with a BPE tokenizer trained on the training side.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..data.text import ParallelData, TokenStream, pad_batch, read_lines, read_text
+from ..data.tokenizers import BPETokenizer, CharTokenizer
+from ..errors import ConfigError
+from ..tasks.synthetic import ALPHABET, SEQ2SEQ_TASKS, make_pairs
+
+
+def _need(data: dict, key: str, task: str):
+    if key not in data:
+        raise ConfigError(f"task '{task}' needs data.{key} in the training config")
+    return data[key]
+
+
+class LMTask:
+    kind = "lm"
+
+    def __init__(self, data: dict, batch_size: int, seed: int, block_size: int):
+        path = _need(data, "path", "char_lm")
+        text = read_text(path)
+        self.tokenizer = CharTokenizer.from_text(text, specials=())
+        ids = torch.tensor(self.tokenizer.encode(text), dtype=torch.long)
+        self.stream = TokenStream(ids, float(data.get("train_fraction", 0.9)))
+        self.batch_size, self.block = batch_size, block_size
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def model_overrides(self) -> dict:
+        return {"vocab_size": self.tokenizer.vocab_size, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
+
+    def train_batch(self) -> dict:
+        x, y = self.stream.random_batch("train", self.batch_size, self.block, self.gen)
+        return {"x": x, "y": y}
+
+    def loss(self, model, batch):
+        return model(batch["x"], labels=batch["y"], shift_labels=False).loss
+
+    @torch.no_grad()
+    def evaluate(self, model, eval_iters: int = 0, **_) -> dict:
+        """Mean next-token loss on the validation split: every token (eval_iters=0) or random windows."""
+        total, count = 0.0, 0
+        if eval_iters:
+            g = torch.Generator().manual_seed(1234)
+            for _ in range(eval_iters):
+                x, y = self.stream.random_batch("val", self.batch_size, self.block, g)
+                total += model(x, labels=y, shift_labels=False).loss.item() * y.numel()
+                count += y.numel()
+        else:
+            for x, y in self.stream.full_windows("val", self.block, 256):
+                logits = model(x).logits
+                total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
+                                         reduction="sum").item()
+                count += y.numel()
+        return {"val_loss": total / count}
+
+
+class Seq2SeqTask:
+    kind = "seq2seq"
+
+    def __init__(self, task: str, data: dict, batch_size: int, max_tokens: int, seed: int):
+        self.task = task
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.gen = torch.Generator().manual_seed(seed)
+        if task in SEQ2SEQ_TASKS:
+            n_train, n_val = int(data.get("n_train", 20000)), int(data.get("n_val", 1000))
+            lo, hi = int(data.get("min_len", 1)), int(data.get("max_len", 12))
+            train = make_pairs(task, n_train, seed=seed, min_len=lo, max_len=hi)
+            val = make_pairs(task, n_val, seed=seed + 10_000, min_len=lo, max_len=hi)
+            self.tokenizer = CharTokenizer(ALPHABET)
+        else:  # translation from parallel text files
+            train = list(zip(read_lines(_need(data, "src_train", task)), read_lines(_need(data, "tgt_train", task))))
+            val = list(zip(read_lines(_need(data, "src_val", task)), read_lines(_need(data, "tgt_val", task))))
+            if "tokenizer" in data:
+                from ..data.tokenizers import load_tokenizer
+
+                self.tokenizer = load_tokenizer(data["tokenizer"])
+            else:
+                texts = [s for s, _ in train] + [t for _, t in train]
+                self.tokenizer = BPETokenizer.train(texts, vocab_size=int(data.get("vocab_size", 8000)),
+                                                    lowercase=bool(data.get("lowercase", False)))
+        tok = self.tokenizer
+        self.val_text = val
+        enc = tok.encode_batch
+        self.train = ParallelData(list(zip(enc([s for s, _ in train]), enc([t for _, t in train]))),
+                                  tok.bos_id, tok.eos_id, tok.pad_id)
+        self.val = ParallelData(list(zip(enc([s for s, _ in val]), enc([t for _, t in val]))),
+                                tok.bos_id, tok.eos_id, tok.pad_id)
+        self._queue: list = []
+        self.epoch = 0
+
+    def model_overrides(self) -> dict:
+        t = self.tokenizer
+        return {"vocab_size": t.vocab_size, "pad_token_id": t.pad_id, "bos_token_id": t.bos_id,
+                "eos_token_id": t.eos_id}
+
+    def train_batch(self) -> dict:
+        if not self._queue:
+            if self.max_tokens:
+                self._queue = self.train.epoch_batches(self.max_tokens, self.gen)
+            else:
+                perm = torch.randperm(len(self.train), generator=self.gen).tolist()
+                self._queue = [perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size)]
+            self.epoch += 1
+        return self.train.collate(self._queue.pop())
+
+    def loss(self, model, batch):
+        return model(batch["src"], batch["tgt"], labels=batch["labels"]).loss
+
+    @torch.no_grad()
+    def evaluate(self, model, num_beams: int = 1, length_penalty: float = 1.0, max_examples: int = 0,
+                 bleu: bool = False, batch_size: int = 128, **_) -> dict[str, Any]:
+        pad = self.tokenizer.pad_id
+        total, count = 0.0, 0
+        for b in self.val.epoch_batches(4096, torch.Generator().manual_seed(0), shuffle=False):
+            batch = self.val.collate(b)
+            logits = model(batch["src"], batch["tgt"]).logits
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1),
+                                     ignore_index=pad, reduction="sum").item()
+            count += int((batch["labels"] != pad).sum())
+        out: dict[str, Any] = {"val_loss": total / count, "val_ppl": math.exp(min(total / count, 50))}
+        n = len(self.val) if not max_examples else min(max_examples, len(self.val))
+        t0 = time.perf_counter()
+        hyps = self.translate_ids([self.val.pairs[i][0] for i in range(n)], model, num_beams, length_penalty,
+                                  batch_size)
+        refs = [self.val_text[i][1] for i in range(n)]
+        if self.task in SEQ2SEQ_TASKS:
+            out["exact_match"] = sum(h == r for h, r in zip(hyps, refs)) / n
+        if bleu:
+            import sacrebleu
+
+            b = sacrebleu.corpus_bleu(hyps, [refs], lowercase=True)
+            out["bleu"] = b.score
+            out["bleu_signature"] = str(sacrebleu.BLEU(lowercase=True).get_signature())
+        out["decode_seconds"] = time.perf_counter() - t0
+        self.last_hypotheses = list(zip([self.val_text[i][0] for i in range(n)], refs, hyps))
+        return out
+
+    def translate_ids(self, srcs: list[list[int]], model, num_beams=1, length_penalty=1.0, batch_size=128):
+        order = sorted(range(len(srcs)), key=lambda i: len(srcs[i]))
+        result: list[str] = [""] * len(srcs)
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            src = pad_batch([srcs[j] for j in idx], self.tokenizer.pad_id)
+            max_new = min(model.config.max_seq_len - 1, int(src.shape[1] * 1.5) + 10)
+            out = model.generate(src, max_new, num_beams=num_beams, length_penalty=length_penalty)
+            for j, row in zip(idx, out.tolist()):
+                if self.tokenizer.eos_id in row:
+                    row = row[: row.index(self.tokenizer.eos_id)]
+                result[j] = self.tokenizer.decode(row)
+        return result
+
+
+def make_task(task: str, data: dict, batch_size: int, max_tokens: int, seed: int, block_size: int):
+    if task == "char_lm":
+        return LMTask(data, batch_size, seed, block_size)
+    if task in SEQ2SEQ_TASKS or task == "translation":
+        return Seq2SeqTask(task, data, batch_size, max_tokens, seed)
+    raise ConfigError(
+        f"unknown task '{task}': choose from char_lm, translation, {', '.join(sorted(SEQ2SEQ_TASKS))}")

@@ -1,0 +1,250 @@
+"""Training loop v1: one loop for every task and model.
+
+Per step: learning rate from the schedule, forward (optionally under bf16 autocast), backward,
+gradient clipping by global norm, AdamW step. Every ``log_interval`` steps the train loss and
+throughput go to ``metrics.jsonl``; every ``eval_interval`` steps (and at the end) the task's
+evaluation too. Checkpoints (model + tokenizer + optimizer/RNG state) are written atomically every
+``ckpt_interval`` steps and at the end; with ``resume`` a run continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..config import BaseConfig, check, check_choice, check_positive_int
+from ..errors import ConfigError
+from ..io import atomic_write_bytes, atomic_write_json, read_json
+from ..registry import get_config, build_model
+from .optim import SCHEDULES, build_optimizer, lr_at
+from .tasks import make_task
+
+
+@dataclass
+class TrainConfig(BaseConfig):
+    model: str = "transformer-tiny"
+    model_overrides: dict = field(default_factory=dict)
+    task: str = "reverse"
+    data: dict = field(default_factory=dict)
+    out_dir: str = "runs/default"
+    max_steps: int = 1000
+    batch_size: int = 32
+    max_tokens: int = 0  # seq2seq: batch by token budget instead of batch_size when > 0
+    lr: float = 1e-3
+    min_lr: float = 1e-4
+    schedule: str = "cosine"
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    eval_interval: int = 250
+    eval_iters: int = 0  # LM: 0 = the full validation split
+    eval: dict = field(default_factory=dict)  # seq2seq: num_beams, length_penalty, max_examples, bleu
+    ckpt_interval: int = 0  # 0 = only at the end
+    log_interval: int = 10
+    seed: int = 1337
+    dtype: str = "float32"  # or 'bfloat16' (autocast)
+    compile: bool = False
+    threads: int = 0  # 0 = torch's default
+    max_time: float = 0.0  # seconds; 0 = no limit
+    stop_val_loss: float = 0.0  # stop once an evaluation reaches this validation loss
+    resume: bool = True
+    progress: bool = True
+
+    def __post_init__(self):
+        check_positive_int("max_steps", self.max_steps)
+        check_positive_int("batch_size", self.batch_size)
+        check(self.lr > 0, "lr", self.lr, "> 0")
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("dtype", self.dtype, ("float32", "bfloat16"))
+        check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
+        check(self.eval_interval >= 0, "eval_interval", self.eval_interval, ">= 0")
+        check(self.grad_clip >= 0, "grad_clip", self.grad_clip, ">= 0 (0 = no clipping)")
+        for f in ("model_overrides", "data", "eval"):
+            check(isinstance(getattr(self, f), dict), f, getattr(self, f), "a mapping")
+
+
+def load_train_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config and apply ``key=value`` overrides (dotted keys reach into mappings)."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"training config {p} does not exist")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"training config {p} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"training config {p} must be a mapping of keys to values")
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value")
+        key, value = item.split("=", 1)
+        parsed = yaml.safe_load(value) if value else ""
+        target = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a mapping")
+        target[parts[-1]] = parsed
+    return TrainConfig.from_dict(data)
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+STATE_NAME = "trainer_state.json"
+OPTIM_NAME = "optimizer.safetensors"
+
+
+def _save_state(out: Path, model, optimizer, task, step: int, cfg: TrainConfig, best: dict) -> None:
+    from safetensors.torch import save
+
+    model.save_pretrained(out, tokenizer=task.tokenizer)
+    tensors, meta_state = {}, {}
+    for idx, st in optimizer.state_dict()["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"state.{idx}.{k}"] = v.contiguous()
+            else:
+                meta_state[f"{idx}.{k}"] = v
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.data"] = task.gen.get_state()
+    atomic_write_bytes(out / OPTIM_NAME, save(tensors))
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+              for g in optimizer.state_dict()["param_groups"]]
+    atomic_write_json(out / STATE_NAME, {"step": step, "train_config": cfg.to_dict(), "param_groups": groups,
+                                         "scalar_state": meta_state, "best": best,
+                                         "epoch": getattr(task, "epoch", 0)})
+
+
+def _load_state(out: Path, model, optimizer, task) -> tuple[int, dict]:
+    from safetensors.torch import load_file
+
+    meta = read_json(out / STATE_NAME, "trainer state")
+    model.load_weights(out / "model.safetensors")
+    tensors = load_file(str(out / OPTIM_NAME))
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("state."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    for k, v in meta["scalar_state"].items():
+        idx, name = k.split(".", 1)
+        state.setdefault(int(idx), {})[name] = v
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    task.gen.set_state(tensors["rng.data"])
+    if hasattr(task, "epoch"):
+        task.epoch = meta.get("epoch", 0)
+    return int(meta["step"]), meta.get("best", {})
+
+
+# ------------------------------------------------------------------------------------ the loop
+def train(cfg: TrainConfig, log=print) -> dict:
+    """Run training; returns the final metrics (also appended to ``out_dir/metrics.jsonl``)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model_cfg = get_config(cfg.model, **cfg.model_overrides)
+    block = model_cfg.max_seq_len
+    task = make_task(cfg.task, cfg.data, cfg.batch_size, cfg.max_tokens, cfg.seed, block)
+    model_cfg = model_cfg.replace(**{**task.model_overrides(), **cfg.model_overrides})
+    model = build_model(model_cfg)
+    model.tokenizer = task.tokenizer
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps)
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    step, best = 0, {}
+    if cfg.resume and (out / STATE_NAME).exists():
+        step, best = _load_state(out, model, optimizer, task)
+        log(f"resumed from {out} at step {step}")
+    atomic_write_json(out / "train_config.json", cfg.to_dict())
+    fwd_model = torch.compile(model) if cfg.compile else model
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if cfg.dtype == "bfloat16"
+                else contextlib.nullcontext())
+    metrics_path = out / "metrics.jsonl"
+    eval_kwargs = {"eval_iters": cfg.eval_iters, **cfg.eval}
+    n_params = model.num_parameters()
+    log(f"model {cfg.model}: {n_params / 1e6:.2f}M parameters; task {cfg.task}; {cfg.max_steps} steps -> {out}")
+
+    def record(entry: dict) -> None:
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(entry) + "\n")
+
+    def evaluate(at_step: int) -> dict:
+        model.eval()
+        with autocast:
+            m = task.evaluate(model, **eval_kwargs)
+        model.train()
+        m = {"step": at_step, "time": time.perf_counter() - t_start, **m}
+        record({"kind": "eval", **m})
+        return m
+
+    t_start = time.perf_counter()
+    last_eval: dict = {}
+    model.train()
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, dynamic_ncols=True, desc="train")
+    tokens, t_log = 0, time.perf_counter()
+    stop_reason = "max_steps"
+    while step < cfg.max_steps:
+        lr = lr_at(step, cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr, model_cfg.d_model)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        batch = task.train_batch()
+        with autocast:
+            loss = task.loss(fwd_model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += sum(v.numel() for v in batch.values()) // len(batch)
+        bar.update(1)
+        if step % cfg.log_interval == 0:
+            dt = time.perf_counter() - t_log
+            entry = {"kind": "train", "step": step, "loss": loss.item(), "lr": lr,
+                     "tokens_per_s": tokens / dt, "time": time.perf_counter() - t_start}
+            record(entry)
+            bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.1e}")
+            tokens, t_log = 0, time.perf_counter()
+        done = step >= cfg.max_steps
+        if cfg.max_time and time.perf_counter() - t_start > cfg.max_time:
+            done, stop_reason = True, "max_time"
+        if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:
+            last_eval = evaluate(step)
+            bar.write("step {step}: ".format(step=step) + ", ".join(
+                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                for k, v in last_eval.items() if k not in ("step", "bleu_signature")))
+            if cfg.stop_val_loss and last_eval.get("val_loss", math.inf) <= cfg.stop_val_loss:
+                done, stop_reason = True, "stop_val_loss"
+        if (cfg.ckpt_interval and step % cfg.ckpt_interval == 0) or done:
+            _save_state(out, model, optimizer, task, step, cfg, best)
+        if done:
+            break
+    bar.close()
+    result = {"step": step, "stop_reason": stop_reason, "train_seconds": time.perf_counter() - t_start,
+              "parameters": n_params, **{k: v for k, v in last_eval.items() if k != "step"}}
+    record({"kind": "final", **result})
+    return result | {"model": model, "task": task}
+
+
+def config_summary(cfg: TrainConfig) -> dict:
+    return dataclasses.asdict(cfg)
