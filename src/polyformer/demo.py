@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     print(f"  {'-' * w_in}   {'-' * w_out}   --")
     for src, ref, hyp in rows:
         print(f"  {src:<{w_in}}   {hyp:<{w_out}}   {'yes' if hyp == ref else 'NO (want ' + ref + ')'}")
-    print(f"\ncheckpoint: {cfg.out_dir}  (try: polyformer generate {cfg.out_dir} --prompt 12345 --temperature 0)")
+    print(f"\ncheckpoint: {cfg.out_dir}  (try: .venv/bin/polyformer translate {cfg.out_dir} 12345 9876543)")
     return 0 if acc > 0.95 else 1
 
 

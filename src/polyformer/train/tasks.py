@@ -41,6 +41,12 @@ class LMTask:
     def model_overrides(self) -> dict:
         return {"vocab_size": self.tokenizer.vocab_size, "pad_token_id": 0, "bos_token_id": 0, "eos_token_id": 0}
 
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
     def train_batch(self) -> dict:
         x, y = self.stream.random_batch("train", self.batch_size, self.block, self.gen)
         return {"x": x, "y": y}
@@ -105,6 +111,14 @@ class Seq2SeqTask:
         t = self.tokenizer
         return {"vocab_size": t.vocab_size, "pad_token_id": t.pad_id, "bos_token_id": t.bos_id,
                 "eos_token_id": t.eos_id}
+
+    def state_dict(self) -> dict:
+        """Where the data order stands (the rest of the current epoch), for exact resumption."""
+        return {"queue": self._queue, "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._queue = [list(b) for b in state.get("queue", [])]
+        self.epoch = int(state.get("epoch", 0))
 
     def train_batch(self) -> dict:
         if not self._queue:

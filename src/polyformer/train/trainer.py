@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,7 +96,10 @@ def load_train_config(path: str | os.PathLike | None, overrides: list[str] | Non
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key=value")
         key, value = item.split("=", 1)
-        parsed = yaml.safe_load(value) if value else ""
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value
         target = data
         parts = key.split(".")
         for part in parts[:-1]:
@@ -103,7 +107,21 @@ def load_train_config(path: str | os.PathLike | None, overrides: list[str] | Non
             if not isinstance(target, dict):
                 raise ConfigError(f"override '{item}': '{part}' is not a mapping")
         target[parts[-1]] = parsed
-    return TrainConfig.from_dict(data)
+    return TrainConfig.from_dict(_numbers(data))
+
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _numbers(obj):
+    """YAML 1.1 reads '3e-4' as a string; turn such number-like strings into floats."""
+    if isinstance(obj, dict):
+        return {k: _numbers(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_numbers(v) for v in obj]
+    if isinstance(obj, str) and _NUMBER.match(obj.strip()):
+        return float(obj)
+    return obj
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -129,7 +147,7 @@ def _save_state(out: Path, model, optimizer, task, step: int, cfg: TrainConfig, 
               for g in optimizer.state_dict()["param_groups"]]
     atomic_write_json(out / STATE_NAME, {"step": step, "train_config": cfg.to_dict(), "param_groups": groups,
                                          "scalar_state": meta_state, "best": best,
-                                         "epoch": getattr(task, "epoch", 0)})
+                                         "task_state": task.state_dict()})
 
 
 def _load_state(out: Path, model, optimizer, task) -> tuple[int, dict]:
@@ -149,8 +167,7 @@ def _load_state(out: Path, model, optimizer, task) -> tuple[int, dict]:
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     torch.set_rng_state(tensors["rng.torch"])
     task.gen.set_state(tensors["rng.data"])
-    if hasattr(task, "epoch"):
-        task.epoch = meta.get("epoch", 0)
+    task.load_state_dict(meta.get("task_state", {}))
     return int(meta["step"]), meta.get("best", {})
 
 
@@ -186,12 +203,19 @@ def train(cfg: TrainConfig, log=print) -> dict:
         with open(metrics_path, "a") as f:
             f.write(json.dumps(entry) + "\n")
 
+    eval_seconds = 0.0
+
     def evaluate(at_step: int) -> dict:
+        nonlocal eval_seconds
+        t0 = time.perf_counter()
         model.eval()
         with autocast:
             m = task.evaluate(model, **eval_kwargs)
         model.train()
-        m = {"step": at_step, "time": time.perf_counter() - t_start, **m}
+        eval_seconds += time.perf_counter() - t0
+        now = time.perf_counter() - t_start
+        # train_time: wall-clock spent training so far, evaluations excluded
+        m = {"step": at_step, "time": now, "train_time": now - eval_seconds, **m}
         record({"kind": "eval", **m})
         return m
 
@@ -240,7 +264,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if done:
             break
     bar.close()
-    result = {"step": step, "stop_reason": stop_reason, "train_seconds": time.perf_counter() - t_start,
+    result = {"step": step, "stop_reason": stop_reason, "wall_seconds": time.perf_counter() - t_start,
+              "eval_seconds": eval_seconds,
               "parameters": n_params, **{k: v for k, v in last_eval.items() if k != "step"}}
     record({"kind": "final", **result})
     return result | {"model": model, "task": task}

@@ -1,0 +1,90 @@
+import json
+import math
+
+import pytest
+import torch
+
+from polyformer import create_model
+from polyformer.train import TrainConfig, load_train_config, lr_at, param_groups, train
+
+
+def test_cosine_schedule_shape():
+    lrs = [lr_at(s, "cosine", 1e-3, 10, 100, 1e-4) for s in range(100)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.05)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_inverse_sqrt_is_the_papers_formula():
+    d, w = 512, 4000
+    for s in (1, 100, 4000, 10000):
+        expected = d ** -0.5 * min(s ** -0.5, s * w ** -1.5)
+        assert lr_at(s - 1, "inverse_sqrt", 1.0, w, 100000, d_model=d) == pytest.approx(expected)
+
+
+def test_no_weight_decay_on_norms_biases_embeddings():
+    model = create_model("lm-tiny", bias=True)
+    decay, no_decay = param_groups(model, 0.1)
+    decay_ids = {id(p) for p in decay["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for p in decay["params"]:
+        assert p.dim() == 2 and "embed" not in names[id(p)]
+    assert id(model.embed.token.weight) not in decay_ids
+    assert id(model.embed.pos.weight) not in decay_ids
+    assert all(id(m.weight) not in decay_ids for m in model.modules() if isinstance(m, torch.nn.LayerNorm))
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+
+
+def _cfg(tmp_path, **kw):
+    base = dict(model="transformer-tiny", task="sort", data={"n_train": 300, "n_val": 20, "max_len": 6},
+                out_dir=str(tmp_path), max_steps=8, batch_size=8, eval_interval=4, warmup_steps=2,
+                progress=False, eval={"max_examples": 8}, model_overrides={"dropout": 0.1})
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_reduces_loss_and_writes_metrics(tmp_path):
+    r = train(_cfg(tmp_path, max_steps=40, eval_interval=20, lr=3e-3, log_interval=5))
+    lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [l["loss"] for l in lines if l["kind"] == "train"]
+    assert train_losses[-1] < train_losses[0]
+    assert lines[-1]["kind"] == "final" and math.isfinite(r["val_loss"])
+
+
+def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, monkeypatch):
+    from polyformer.train.tasks import Seq2SeqTask
+
+    full = train(_cfg(tmp_path / "a", max_steps=8))["model"]
+    original = Seq2SeqTask.train_batch
+    calls = {"n": 0}
+
+    def crashing(self):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt  # the process dies during step 6, after the step-4 checkpoint
+        return original(self)
+
+    monkeypatch.setattr(Seq2SeqTask, "train_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tmp_path / "b", max_steps=8, ckpt_interval=4))
+    monkeypatch.setattr(Seq2SeqTask, "train_batch", original)
+    resumed = train(_cfg(tmp_path / "b", max_steps=8, ckpt_interval=4))["model"]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_yaml_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model: lm-tiny\ntask: char_lm\ndata: {path: x.txt}\n")
+    cfg = load_train_config(p, ["lr=3e-4", "data.train_fraction=0.8", "model_overrides.n_layers=2"])
+    assert cfg.lr == 3e-4 and cfg.data == {"path": "x.txt", "train_fraction": 0.8}
+    assert cfg.model_overrides == {"n_layers": 2}
+
+
+def test_char_lm_task_full_validation(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question. " * 200)
+    r = train(TrainConfig(model="lm-tiny", task="char_lm", data={"path": str(text)}, out_dir=str(tmp_path / "o"),
+                          max_steps=30, batch_size=8, eval_interval=0, warmup_steps=5, progress=False,
+                          model_overrides={"n_layers": 1, "max_seq_len": 32}))
+    assert r["val_loss"] < math.log(r["model"].config.vocab_size)
