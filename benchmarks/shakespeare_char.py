@@ -55,28 +55,46 @@ def main() -> int:
         if args.only and name != args.only:
             continue
         out = ROOT / "runs" / f"bench_shakespeare_{name}"
-        cfg = load_train_config(ROOT / cfg_path, [*extra, f"out_dir={out}", f"data.path={args.data}",
-                                                  "resume=false", "progress=false"])
+        cfg = load_train_config(
+            ROOT / cfg_path, [*extra, f"out_dir={out}", f"data.path={args.data}", "resume=false", "progress=false"]
+        )
         if (out / "metrics.jsonl").exists():
             (out / "metrics.jsonl").unlink()
         t0 = time.perf_counter()
         r = train(cfg)
         step, t_target, v = time_to_target(out / "metrics.jsonl", TARGET)
         results[name] = {
-            "config": cfg_path, "steps": r["step"], "final_val_loss": r["val_loss"],
-            "train_seconds": r["wall_seconds"] - r["eval_seconds"], "wall_seconds": time.perf_counter() - t0,
-            "steps_to_target": step, "seconds_to_target": t_target, "val_loss_at_target": v,
-            "batch_size": cfg.batch_size, "dtype": cfg.dtype, "compile": cfg.compile,
+            "config": cfg_path,
+            "steps": r["step"],
+            "final_val_loss": r["val_loss"],
+            "train_seconds": r["wall_seconds"] - r["eval_seconds"],
+            "wall_seconds": time.perf_counter() - t0,
+            "steps_to_target": step,
+            "seconds_to_target": t_target,
+            "val_loss_at_target": v,
+            "batch_size": cfg.batch_size,
+            "dtype": cfg.dtype,
+            "compile": cfg.compile,
         }
         print(json.dumps({name: results[name]}, indent=2))
-    if "baseline" in results and "fast" in results and results["fast"]["seconds_to_target"] \
-            and results["baseline"]["seconds_to_target"]:
+    if (
+        "baseline" in results
+        and "fast" in results
+        and results["fast"]["seconds_to_target"]
+        and results["baseline"]["seconds_to_target"]
+    ):
         ratio = results["baseline"]["seconds_to_target"] / results["fast"]["seconds_to_target"]
         results["speedup_time_to_target"] = ratio
-        print(f"time to val loss {TARGET}: baseline {results['baseline']['seconds_to_target']:.1f} s, "
-              f"fast {results['fast']['seconds_to_target']:.1f} s -> {ratio:.2f}x")
-    results["machine"] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                          "torch": torch.__version__, "python": platform.python_version()}
+        print(
+            f"time to val loss {TARGET}: baseline {results['baseline']['seconds_to_target']:.1f} s, "
+            f"fast {results['fast']['seconds_to_target']:.1f} s -> {ratio:.2f}x"
+        )
+    results["machine"] = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
     out_json = ROOT / "benchmarks" / "results" / "shakespeare_char.json"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     prev = json.loads(out_json.read_text()) if out_json.exists() and args.only else {}

@@ -2,9 +2,6 @@ import json
 import subprocess
 import sys
 
-import pytest
-import torch
-
 from polyformer import create_model
 from polyformer.cli import main
 from polyformer.data import ByteTokenizer, CharTokenizer
@@ -92,7 +89,7 @@ def test_train_eval_generate_translate_end_to_end(capsys, tmp_path):
     )
     rc, stdout, err = run_cli(capsys, "train", str(cfg), "eval.max_examples=5")
     assert rc == 0, err
-    result = json.loads(stdout[stdout.index("{"):])
+    result = json.loads(stdout[stdout.index("{") :])
     assert result["step"] == 6 and "exact_match" in result
     for f in ("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "trainer_state.json"):
         assert (out / f).is_file(), f
@@ -110,6 +107,7 @@ def test_lm_generate_cli(capsys, tmp_path):
     tok = CharTokenizer.from_text("abcdefgh ")
     model = create_model("lm-tiny", vocab_size=tok.vocab_size)
     model.save_pretrained(tmp_path, tokenizer=tok)
-    rc, out, _ = run_cli(capsys, "generate", str(tmp_path), "--prompt", "abc", "--max-new-tokens", "10",
-                         "--temperature", "0")
+    rc, out, _ = run_cli(
+        capsys, "generate", str(tmp_path), "--prompt", "abc", "--max-new-tokens", "10", "--temperature", "0"
+    )
     assert rc == 0 and out.startswith("abc")

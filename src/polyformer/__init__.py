@@ -1,9 +1,9 @@
 """polyformer: the main types of transformer under one roof, in plain PyTorch.
 
-    >>> import polyformer
-    >>> model = polyformer.create_model("transformer-tiny")
-    >>> polyformer.list_models("lm-*")
-    ['lm-gpt2', 'lm-small', 'lm-tiny']
+>>> import polyformer
+>>> model = polyformer.create_model("transformer-tiny")
+>>> polyformer.list_models("lm-*")
+['lm-gpt2', 'lm-small', 'lm-tiny']
 """
 
 __version__ = "0.1.0"

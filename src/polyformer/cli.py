@@ -119,14 +119,27 @@ def _cmd_generate(args) -> None:
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.tensor([ids])
     if getattr(model.config, "arch", "") == "encoder-decoder":
-        out = model.generate(x, args.max_new_tokens, do_sample=args.temperature > 0,
-                             temperature=max(args.temperature, 1e-6), top_k=args.top_k, top_p=args.top_p,
-                             generator=gen)[0].tolist()
+        out = model.generate(
+            x,
+            args.max_new_tokens,
+            do_sample=args.temperature > 0,
+            temperature=max(args.temperature, 1e-6),
+            top_k=args.top_k,
+            top_p=args.top_p,
+            generator=gen,
+        )[0].tolist()
         print(tok.decode(out))
         return
-    out = model.generate(x, args.max_new_tokens, do_sample=args.temperature > 0,
-                         temperature=max(args.temperature, 1e-6), top_k=args.top_k, top_p=args.top_p,
-                         generator=gen, eos_token_id=tok.eos_id)
+    out = model.generate(
+        x,
+        args.max_new_tokens,
+        do_sample=args.temperature > 0,
+        temperature=max(args.temperature, 1e-6),
+        top_k=args.top_k,
+        top_p=args.top_p,
+        generator=gen,
+        eos_token_id=tok.eos_id,
+    )
     print(tok.decode(out[0].tolist()))
 
 
@@ -145,8 +158,12 @@ def _cmd_translate(args) -> None:
         ids = [tok.encode(t)[: model.config.max_seq_len] or [tok.eos_id] for t in chunk]
         src = pad_batch(ids, tok.pad_id)
         with torch.no_grad():
-            out = model.generate(src, min(model.config.max_seq_len - 1, src.shape[1] * 2 + 10),
-                                 num_beams=args.beams, length_penalty=args.length_penalty)
+            out = model.generate(
+                src,
+                min(model.config.max_seq_len - 1, src.shape[1] * 2 + 10),
+                num_beams=args.beams,
+                length_penalty=args.length_penalty,
+            )
         for row in out.tolist():
             if tok.eos_id in row:
                 row = row[: row.index(tok.eos_id)]

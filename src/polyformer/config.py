@@ -62,9 +62,7 @@ class BaseConfig:
         unknown = [k for k in data if k not in cls.field_names()]
         if unknown:
             k = unknown[0]
-            raise ConfigError(
-                f"unknown config key '{k}' for {cls.__name__}.{suggest(k, cls.field_names())}"
-            )
+            raise ConfigError(f"unknown config key '{k}' for {cls.__name__}.{suggest(k, cls.field_names())}")
         return cls(**data)
 
     def replace(self, **overrides):
@@ -73,8 +71,6 @@ class BaseConfig:
         unknown = [k for k in overrides if k not in data]
         if unknown:
             k = unknown[0]
-            raise ConfigError(
-                f"unknown config key '{k}' for {type(self).__name__}.{suggest(k, list(data))}"
-            )
+            raise ConfigError(f"unknown config key '{k}' for {type(self).__name__}.{suggest(k, list(data))}")
         data.update(overrides)
         return type(self)(**data)

@@ -47,11 +47,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     result = train(cfg)
     elapsed = time.perf_counter() - t0
-    model, task = result["model"], result["task"]
+    task = result["task"]
 
     acc = result["exact_match"]
-    print(f"\nheld-out exact match: {acc:.1%} on {len(task.last_hypotheses)} strings "
-          f"({result['parameters'] / 1e6:.2f}M parameters, {elapsed:.0f} s on {torch.get_num_threads()} threads)\n")
+    print(
+        f"\nheld-out exact match: {acc:.1%} on {len(task.last_hypotheses)} strings "
+        f"({result['parameters'] / 1e6:.2f}M parameters, {elapsed:.0f} s on {torch.get_num_threads()} threads)\n"
+    )
     rows = task.last_hypotheses[: args.examples]
     w_in = max(len("input"), *(len(s) for s, _, _ in rows))
     w_out = max(len("model output"), *(len(h) for _, _, h in rows))

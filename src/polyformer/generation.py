@@ -42,8 +42,14 @@ def filter_logits(logits: torch.Tensor, top_k: int | None = None, top_p: float |
     return logits
 
 
-def next_token(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0, top_k=None, top_p=None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+def next_token(
+    logits: torch.Tensor,
+    do_sample: bool,
+    temperature: float = 1.0,
+    top_k=None,
+    top_p=None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """logits [N, V] -> token ids [N]."""
     if not do_sample:
         return logits.argmax(-1)
@@ -52,8 +58,19 @@ def next_token(logits: torch.Tensor, do_sample: bool, temperature: float = 1.0, 
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def lm_generate(model, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p, eos_token_id,
-                attention_mask, generator, use_cache):
+def lm_generate(
+    model,
+    input_ids,
+    max_new_tokens,
+    do_sample,
+    temperature,
+    top_k,
+    top_p,
+    eos_token_id,
+    attention_mask,
+    generator,
+    use_cache,
+):
     cfg = model.config
     _check_sampling(temperature, top_k, top_p)
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
@@ -62,7 +79,8 @@ def lm_generate(model, input_ids, max_new_tokens, do_sample, temperature, top_k,
     if total > cfg.max_seq_len:
         raise SequenceTooLongError(
             f"prompt ({input_ids.shape[1]}) + max_new_tokens ({max_new_tokens}) = {total} exceeds the "
-            f"model's max_seq_len={cfg.max_seq_len}; shorten the prompt or ask for fewer tokens")
+            f"model's max_seq_len={cfg.max_seq_len}; shorten the prompt or ask for fewer tokens"
+        )
     was_training = model.training
     model.eval()
     out = input_ids
@@ -89,8 +107,9 @@ def lm_generate(model, input_ids, max_new_tokens, do_sample, temperature, top_k,
     return out
 
 
-def seq2seq_generate(model, src_ids, max_new_tokens, num_beams, length_penalty, do_sample, temperature,
-                     top_k, top_p, generator):
+def seq2seq_generate(
+    model, src_ids, max_new_tokens, num_beams, length_penalty, do_sample, temperature, top_k, top_p, generator
+):
     cfg = model.config
     _check_sampling(temperature, top_k, top_p)
     if max_new_tokens + 1 > cfg.max_seq_len:

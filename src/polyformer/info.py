@@ -45,8 +45,9 @@ def _count_matmul(model: nn.Module) -> int:
     return n
 
 
-def model_stats(name: str, seq_len: int | None = None, batch_size: int = 1, dtype: str = "bfloat16",
-                **overrides) -> ModelStats:
+def model_stats(
+    name: str, seq_len: int | None = None, batch_size: int = 1, dtype: str = "bfloat16", **overrides
+) -> ModelStats:
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {sorted(DTYPE_BYTES)}, got {dtype!r}")
     cfg = get_config(name, **overrides)
@@ -70,8 +71,9 @@ def model_stats(name: str, seq_len: int | None = None, batch_size: int = 1, dtyp
     fwd = 2 * n_mm + 2 * attn_layers * seq_len * d
     kv = 2 * kv_layers * (cfg.n_kv_heads or cfg.n_heads) * cfg.head_dim * seq_len * batch_size * nbytes + cross_kv
     act = int(layers * seq_len * batch_size * d * (34 + 5 * cfg.n_heads * seq_len / d) * nbytes / 2)
-    return ModelStats(name, n_params, n_mm, float(fwd), float(3 * fwd), n_params * nbytes, act, kv, seq_len,
-                      batch_size, dtype)
+    return ModelStats(
+        name, n_params, n_mm, float(fwd), float(3 * fwd), n_params * nbytes, act, kv, seq_len, batch_size, dtype
+    )
 
 
 def human_bytes(n: float) -> str:

@@ -74,11 +74,7 @@ class PolyModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         alias = _alias_groups(self)
-        tensors = {
-            k: v.detach().contiguous().cpu()
-            for k, v in self.state_dict().items()
-            if k not in alias
-        }
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k not in alias}
         meta = {"family": self.config.family, "format": "polyformer"}
         atomic_write_bytes(directory / WEIGHTS_NAME, save(tensors, metadata=meta))
         atomic_write_json(
@@ -118,8 +114,7 @@ class PolyModel(nn.Module):
         for k, v in own.items():
             if tuple(state[k].shape) != tuple(v.shape):
                 raise CheckpointError(
-                    f"weights in {path}: '{k}' has shape {tuple(state[k].shape)}, "
-                    f"the config needs {tuple(v.shape)}"
+                    f"weights in {path}: '{k}' has shape {tuple(state[k].shape)}, the config needs {tuple(v.shape)}"
                 )
         self.load_state_dict(state, strict=False)
 

@@ -111,10 +111,8 @@ def test_sampling_is_reproducible_and_respects_top_k():
     p = torch.randint(0, 50, (2, 4))
     a = model.generate(p, 10, do_sample=True, top_k=1, generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, model.generate(p, 10))  # top_k=1 is greedy
-    b = model.generate(p, 10, do_sample=True, top_p=0.8, temperature=0.7,
-                       generator=torch.Generator().manual_seed(3))
-    c = model.generate(p, 10, do_sample=True, top_p=0.8, temperature=0.7,
-                       generator=torch.Generator().manual_seed(3))
+    b = model.generate(p, 10, do_sample=True, top_p=0.8, temperature=0.7, generator=torch.Generator().manual_seed(3))
+    c = model.generate(p, 10, do_sample=True, top_p=0.8, temperature=0.7, generator=torch.Generator().manual_seed(3))
     assert torch.equal(b, c)
 
 

@@ -52,11 +52,28 @@ def _copy_stack(model, ref):
 
 def _pair(norm_first: bool):
     d, h, ff, n_enc, n_dec = 32, 4, 64, 2, 3
-    cfg = get_config("transformer-tiny", d_model=d, n_heads=h, d_ff=ff, n_layers=n_enc, n_decoder_layers=n_dec,
-                     dropout=0.0, norm_first=norm_first, final_norm=True)
+    cfg = get_config(
+        "transformer-tiny",
+        d_model=d,
+        n_heads=h,
+        d_ff=ff,
+        n_layers=n_enc,
+        n_decoder_layers=n_dec,
+        dropout=0.0,
+        norm_first=norm_first,
+        final_norm=True,
+    )
     ours = TransformerSeq2Seq(cfg).eval()
-    ref = nn.Transformer(d_model=d, nhead=h, num_encoder_layers=n_enc, num_decoder_layers=n_dec,
-                         dim_feedforward=ff, dropout=0.0, batch_first=True, norm_first=norm_first).eval()
+    ref = nn.Transformer(
+        d_model=d,
+        nhead=h,
+        num_encoder_layers=n_enc,
+        num_decoder_layers=n_dec,
+        dim_feedforward=ff,
+        dropout=0.0,
+        batch_first=True,
+        norm_first=norm_first,
+    ).eval()
     _copy_stack(ours, ref)
     return ours, ref
 
@@ -77,8 +94,14 @@ def test_pre_ln_and_padding_match_torch_transformer():
     src, tgt = torch.randn(2, 6, 32), torch.randn(2, 4, 32)
     pad = torch.tensor([[False] * 6, [False] * 4 + [True] * 2])  # second source padded
     with torch.no_grad():
-        expected = ref(src, tgt, tgt_mask=ref.generate_square_subsequent_mask(4), tgt_is_causal=True,
-                       src_key_padding_mask=pad, memory_key_padding_mask=pad)
+        expected = ref(
+            src,
+            tgt,
+            tgt_mask=ref.generate_square_subsequent_mask(4),
+            tgt_is_causal=True,
+            src_key_padding_mask=pad,
+            memory_key_padding_mask=pad,
+        )
         keep = (~pad)[:, None, None, :]
         memory = ours.encoder(src, mask=keep)
         got = ours.decoder(tgt, memory, memory_mask=keep)

@@ -18,7 +18,7 @@ def test_cosine_schedule_shape():
 def test_inverse_sqrt_is_the_papers_formula():
     d, w = 512, 4000
     for s in (1, 100, 4000, 10000):
-        expected = d ** -0.5 * min(s ** -0.5, s * w ** -1.5)
+        expected = d**-0.5 * min(s**-0.5, s * w**-1.5)
         assert lr_at(s - 1, "inverse_sqrt", 1.0, w, 100000, d_model=d) == pytest.approx(expected)
 
 
@@ -36,9 +36,19 @@ def test_no_weight_decay_on_norms_biases_embeddings():
 
 
 def _cfg(tmp_path, **kw):
-    base = dict(model="transformer-tiny", task="sort", data={"n_train": 300, "n_val": 20, "max_len": 6},
-                out_dir=str(tmp_path), max_steps=8, batch_size=8, eval_interval=4, warmup_steps=2,
-                progress=False, eval={"max_examples": 8}, model_overrides={"dropout": 0.1})
+    base = dict(
+        model="transformer-tiny",
+        task="sort",
+        data={"n_train": 300, "n_val": 20, "max_len": 6},
+        out_dir=str(tmp_path),
+        max_steps=8,
+        batch_size=8,
+        eval_interval=4,
+        warmup_steps=2,
+        progress=False,
+        eval={"max_examples": 8},
+        model_overrides={"dropout": 0.1},
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -84,7 +94,18 @@ def test_yaml_overrides(tmp_path):
 def test_char_lm_task_full_validation(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("to be or not to be, that is the question. " * 200)
-    r = train(TrainConfig(model="lm-tiny", task="char_lm", data={"path": str(text)}, out_dir=str(tmp_path / "o"),
-                          max_steps=30, batch_size=8, eval_interval=0, warmup_steps=5, progress=False,
-                          model_overrides={"n_layers": 1, "max_seq_len": 32}))
+    r = train(
+        TrainConfig(
+            model="lm-tiny",
+            task="char_lm",
+            data={"path": str(text)},
+            out_dir=str(tmp_path / "o"),
+            max_steps=30,
+            batch_size=8,
+            eval_interval=0,
+            warmup_steps=5,
+            progress=False,
+            model_overrides={"n_layers": 1, "max_seq_len": 32},
+        )
+    )
     assert r["val_loss"] < math.log(r["model"].config.vocab_size)

@@ -81,13 +81,13 @@ class ParallelData:
         src = [self.pairs[i][0] for i in idx]
         tgt = [[self.bos] + self.pairs[i][1] for i in idx]
         lab = [self.pairs[i][1] + [self.eos] for i in idx]
-        return {"src": pad_batch(src, self.pad), "tgt": pad_batch(tgt, self.pad),
-                "labels": pad_batch(lab, self.pad)}
+        return {"src": pad_batch(src, self.pad), "tgt": pad_batch(tgt, self.pad), "labels": pad_batch(lab, self.pad)}
 
     def epoch_batches(self, max_tokens: int, generator: torch.Generator, shuffle: bool = True):
         """Batches of about ``max_tokens`` target+source tokens, similar lengths together."""
-        order = torch.randperm(len(self.pairs), generator=generator).tolist() if shuffle \
-            else list(range(len(self.pairs)))
+        order = (
+            torch.randperm(len(self.pairs), generator=generator).tolist() if shuffle else list(range(len(self.pairs)))
+        )
         # sort within large chunks by length so padding stays small, then shuffle the batches
         chunk = 100 * 64
         batches = []

@@ -118,8 +118,9 @@ class BPETokenizer(_Base):
         self.tok = hf_tokenizer
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2,
-              lowercase: bool = False) -> BPETokenizer:
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = 8000, min_frequency: int = 2, lowercase: bool = False
+    ) -> BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE(unk_token="<unk>"))
@@ -128,8 +129,10 @@ class BPETokenizer(_Base):
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size, min_frequency=min_frequency,
-            special_tokens=[*SPECIALS, "<unk>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[*SPECIALS, "<unk>"],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer=trainer)

@@ -1,7 +1,7 @@
 """Building blocks shared by the model families."""
 
 from .attention import KVCache, MultiHeadAttention, causal_mask, padding_to_attn_mask
-from .mlp import ACTIVATIONS, GLU_ACTIVATIONS, MLP, GLUMLP, make_mlp
+from .mlp import ACTIVATIONS, GLU_ACTIVATIONS, GLUMLP, MLP, make_mlp
 from .norms import RMSNorm, make_norm
 from .positional import (
     LearnedPositionalEncoding,

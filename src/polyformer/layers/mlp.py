@@ -21,8 +21,7 @@ ACTIVATIONS = tuple(PLAIN_ACTIVATIONS) + tuple(GLU_ACTIVATIONS)
 class MLP(nn.Module):
     """``fc2(dropout(act(fc1 x)))`` with ReLU or GELU."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", bias: bool = True,
-                 dropout: float = 0.0):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "relu", bias: bool = True, dropout: float = 0.0):
         super().__init__()
         if activation not in PLAIN_ACTIVATIONS:
             raise ValueError(f"MLP activation {activation!r} must be one of {list(PLAIN_ACTIVATIONS)}")
@@ -38,8 +37,7 @@ class MLP(nn.Module):
 class GLUMLP(nn.Module):
     """``down_proj(dropout(act(gate_proj x) * up_proj x))``."""
 
-    def __init__(self, d_model: int, d_ff: int, activation: str = "swiglu", bias: bool = False,
-                 dropout: float = 0.0):
+    def __init__(self, d_model: int, d_ff: int, activation: str = "swiglu", bias: bool = False, dropout: float = 0.0):
         super().__init__()
         if activation not in GLU_ACTIVATIONS:
             raise ValueError(f"GLU activation {activation!r} must be one of {list(GLU_ACTIVATIONS)}")

@@ -88,12 +88,15 @@ class TransformerConfig(BaseConfig):
         if self.n_decoder_layers is not None:
             check_positive_int("n_decoder_layers", self.n_decoder_layers)
         check_positive_int("n_heads", self.n_heads)
-        check(self.d_model % self.n_heads == 0, "n_heads", self.n_heads,
-              f"a divisor of d_model={self.d_model}")
+        check(self.d_model % self.n_heads == 0, "n_heads", self.n_heads, f"a divisor of d_model={self.d_model}")
         if self.n_kv_heads is not None:
             check_positive_int("n_kv_heads", self.n_kv_heads)
-            check(self.n_heads % self.n_kv_heads == 0, "n_kv_heads", self.n_kv_heads,
-                  f"a divisor of n_heads={self.n_heads}")
+            check(
+                self.n_heads % self.n_kv_heads == 0,
+                "n_kv_heads",
+                self.n_kv_heads,
+                f"a divisor of n_heads={self.n_heads}",
+            )
         check_positive_int("d_ff", self.d_ff)
         check_choice("activation", self.activation, ACTIVATIONS)
         check_choice("norm", self.norm, ("layernorm", "rmsnorm"))
@@ -108,8 +111,12 @@ class TransformerConfig(BaseConfig):
         check_choice("pooling", self.pooling, ("mean", "first"))
         for f in ("pad_token_id", "bos_token_id", "eos_token_id"):
             v = getattr(self, f)
-            check(isinstance(v, int) and 0 <= v < self.vocab_size, f, v,
-                  f"an integer in [0, vocab_size={self.vocab_size})")
+            check(
+                isinstance(v, int) and 0 <= v < self.vocab_size,
+                f,
+                v,
+                f"an integer in [0, vocab_size={self.vocab_size})",
+            )
 
     @property
     def head_dim(self) -> int:
@@ -142,8 +149,9 @@ class Embedder(nn.Module):
             raise DataError(f"token ids must be an integer tensor, got {ids.dtype}")
         n = self.token.num_embeddings
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n):
-            raise DataError(f"token id out of range: ids must lie in [0, {n}), got "
-                            f"min {int(ids.min())}, max {int(ids.max())}")
+            raise DataError(
+                f"token id out of range: ids must lie in [0, {n}), got min {int(ids.min())}, max {int(ids.max())}"
+            )
         x = self.token(ids) * self.scale
         if self.pos is not None:
             x = x + self.pos(ids.shape[1], offset).to(x.dtype)
@@ -160,8 +168,9 @@ class EncoderLayer(nn.Module):
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False,
-                cache: KVCache | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, is_causal: bool = False, cache: KVCache | None = None
+    ) -> torch.Tensor:
         if self.norm_first:
             x = x + self.dropout(self.self_attn(self.norm1(x), mask=mask, is_causal=is_causal, cache=cache))
             return x + self.dropout(self.mlp(self.norm2(x)))
@@ -260,7 +269,7 @@ def _init_weights(model: nn.Module, cfg: TransformerConfig, n_residual_layers: i
         for name, p in model.named_parameters():
             if p.dim() > 1:
                 if "embed" in name and "token" in name:
-                    nn.init.normal_(p, std=cfg.d_model ** -0.5)
+                    nn.init.normal_(p, std=cfg.d_model**-0.5)
                 elif "pos" not in name:
                     nn.init.xavier_uniform_(p)
         return
@@ -289,8 +298,10 @@ def _check_ids(ids, name: str, max_len: int) -> None:
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0, ignore_index: int = -100):
     return F.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-        ignore_index=ignore_index, label_smoothing=label_smoothing,
+        logits.reshape(-1, logits.shape[-1]).float(),
+        labels.reshape(-1),
+        ignore_index=ignore_index,
+        label_smoothing=label_smoothing,
     )
 
 
@@ -309,8 +320,7 @@ class TransformerSeq2Seq(PolyModel):
         shared = cfg.src_vocab_size is None
         self.tgt_embed = Embedder(cfg.vocab_size, cfg)
         self.src_embed = (
-            Embedder(cfg.vocab_size, cfg, token=self.tgt_embed.token) if shared
-            else Embedder(cfg.src_vocab_size, cfg)
+            Embedder(cfg.vocab_size, cfg, token=self.tgt_embed.token) if shared else Embedder(cfg.src_vocab_size, cfg)
         )
         self.encoder = TransformerEncoder(cfg, cfg.n_layers)
         self.decoder = TransformerDecoder(cfg, cfg.decoder_layers)
@@ -331,7 +341,8 @@ class TransformerSeq2Seq(PolyModel):
         offset = cache.length if cache is not None else 0
         if offset + tgt_ids.shape[1] > self.config.max_seq_len:
             raise SequenceTooLongError(
-                f"target length {offset + tgt_ids.shape[1]} exceeds max_seq_len={self.config.max_seq_len}")
+                f"target length {offset + tgt_ids.shape[1]} exceeds max_seq_len={self.config.max_seq_len}"
+            )
         y = self.tgt_embed(tgt_ids, offset=offset)
         h = self.decoder(y, memory, memory_mask=memory_mask, cache=cache)
         return self.lm_head(h)
@@ -364,17 +375,27 @@ class TransformerSeq2Seq(PolyModel):
         return DecoderCache(self.config.decoder_layers, cross=True, memory_mask=mask), memory
 
     @torch.no_grad()
-    def generate(self, input_ids, max_new_tokens: int = 64, num_beams: int = 1, length_penalty: float = 1.0,
-                 do_sample: bool = False, temperature: float = 1.0, top_k: int | None = None,
-                 top_p: float | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens: int = 64,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Decode targets for source ``input_ids`` [B, S] -> [B, T] (no BOS; EOS then padding).
 
         ``num_beams > 1`` runs beam search with score / length**length_penalty; otherwise greedy,
         or sampling with ``do_sample`` (temperature, top-k, top-p)."""
         from ..generation import seq2seq_generate
 
-        return seq2seq_generate(self, input_ids, max_new_tokens, num_beams, length_penalty, do_sample,
-                                temperature, top_k, top_p, generator)
+        return seq2seq_generate(
+            self, input_ids, max_new_tokens, num_beams, length_penalty, do_sample, temperature, top_k, top_p, generator
+        )
 
 
 class TransformerLM(PolyModel):
@@ -396,8 +417,9 @@ class TransformerLM(PolyModel):
     def new_cache(self) -> DecoderCache:
         return DecoderCache(self.config.n_layers)
 
-    def forward(self, input_ids, labels=None, attention_mask=None, cache: DecoderCache | None = None,
-                shift_labels: bool = True) -> ModelOutput:
+    def forward(
+        self, input_ids, labels=None, attention_mask=None, cache: DecoderCache | None = None, shift_labels: bool = True
+    ) -> ModelOutput:
         cfg = self.config
         offset = cache.length if cache is not None else 0
         _check_ids(input_ids, "input_ids", cfg.max_seq_len - offset)
@@ -425,15 +447,35 @@ class TransformerLM(PolyModel):
         return ModelOutput(logits=logits, loss=loss, cache=cache)
 
     @torch.no_grad()
-    def generate(self, input_ids, max_new_tokens: int = 64, do_sample: bool = False, temperature: float = 1.0,
-                 top_k: int | None = None, top_p: float | None = None, eos_token_id: int | None = None,
-                 attention_mask=None, generator: torch.Generator | None = None,
-                 use_cache: bool = True) -> torch.Tensor:
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_token_id: int | None = None,
+        attention_mask=None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
         """Continue ``input_ids`` [B, T] by up to ``max_new_tokens``; returns [B, T + new]."""
         from ..generation import lm_generate
 
-        return lm_generate(self, input_ids, max_new_tokens, do_sample, temperature, top_k, top_p,
-                           eos_token_id, attention_mask, generator, use_cache)
+        return lm_generate(
+            self,
+            input_ids,
+            max_new_tokens,
+            do_sample,
+            temperature,
+            top_k,
+            top_p,
+            eos_token_id,
+            attention_mask,
+            generator,
+            use_cache,
+        )
 
 
 class TransformerClassifier(PolyModel):
@@ -463,38 +505,140 @@ class TransformerClassifier(PolyModel):
 
 
 def build(config: TransformerConfig) -> PolyModel:
-    return {"encoder-decoder": TransformerSeq2Seq, "decoder": TransformerLM,
-            "encoder": TransformerClassifier}[config.arch](config)
+    return {"encoder-decoder": TransformerSeq2Seq, "decoder": TransformerLM, "encoder": TransformerClassifier}[
+        config.arch
+    ](config)
 
 
 register_family("transformer", TransformerConfig, build)
 
 # ------------------------------------------------------------------------------------------- presets
 # The paper's sizes (Table 3). Vocabulary: the shared EN-DE BPE of about 37,000 tokens (sec. 5.1).
-register_model("transformer-base", "transformer", "Vaswani et al. base: 6+6 layers, d=512, ~63M params",
-               d_model=512, n_layers=6, n_heads=8, d_ff=2048, dropout=0.1, label_smoothing=0.1)
-register_model("transformer-big", "transformer", "Vaswani et al. big: 6+6 layers, d=1024, ~213M params",
-               d_model=1024, n_layers=6, n_heads=16, d_ff=4096, dropout=0.3, label_smoothing=0.1)
-register_model("transformer-small", "transformer", "CPU-sized encoder-decoder (Multi30k scale)",
-               vocab_size=8000, d_model=256, n_layers=3, n_heads=4, d_ff=1024, dropout=0.1,
-               label_smoothing=0.1, max_seq_len=256)
-register_model("transformer-tiny", "transformer", "toy encoder-decoder for synthetic tasks and tests",
-               vocab_size=64, d_model=64, n_layers=2, n_heads=4, d_ff=256, dropout=0.0,
-               max_seq_len=128)
+register_model(
+    "transformer-base",
+    "transformer",
+    "Vaswani et al. base: 6+6 layers, d=512, ~63M params",
+    d_model=512,
+    n_layers=6,
+    n_heads=8,
+    d_ff=2048,
+    dropout=0.1,
+    label_smoothing=0.1,
+)
+register_model(
+    "transformer-big",
+    "transformer",
+    "Vaswani et al. big: 6+6 layers, d=1024, ~213M params",
+    d_model=1024,
+    n_layers=6,
+    n_heads=16,
+    d_ff=4096,
+    dropout=0.3,
+    label_smoothing=0.1,
+)
+register_model(
+    "transformer-small",
+    "transformer",
+    "CPU-sized encoder-decoder (Multi30k scale)",
+    vocab_size=8000,
+    d_model=256,
+    n_layers=3,
+    n_heads=4,
+    d_ff=1024,
+    dropout=0.1,
+    label_smoothing=0.1,
+    max_seq_len=256,
+)
+register_model(
+    "transformer-tiny",
+    "transformer",
+    "toy encoder-decoder for synthetic tasks and tests",
+    vocab_size=64,
+    d_model=64,
+    n_layers=2,
+    n_heads=4,
+    d_ff=256,
+    dropout=0.0,
+    max_seq_len=128,
+)
 
-_LM = dict(arch="decoder", norm_first=True, pos_encoding="learned", activation="gelu", bias=False,
-           scale_embeddings=False, init="gpt", dropout=0.0)
-register_model("lm-tiny", "transformer", "nanoGPT CPU 'baby' shape: 4 layers, 4 heads, d=128, context 64",
-               **_LM, vocab_size=256, d_model=128, n_layers=4, n_heads=4, d_ff=512, max_seq_len=64)
-register_model("lm-small", "transformer", "nanoGPT shakespeare_char shape: 6 layers, 6 heads, d=384",
-               **{**_LM, "dropout": 0.2}, vocab_size=256, d_model=384, n_layers=6, n_heads=6, d_ff=1536,
-               max_seq_len=256)
-register_model("lm-gpt2", "transformer", "GPT-2 small shape (124M): 12 layers, 12 heads, d=768",
-               **_LM, vocab_size=50257, d_model=768, n_layers=12, n_heads=12, d_ff=3072, max_seq_len=1024)
+_LM = dict(
+    arch="decoder",
+    norm_first=True,
+    pos_encoding="learned",
+    activation="gelu",
+    bias=False,
+    scale_embeddings=False,
+    init="gpt",
+    dropout=0.0,
+)
+register_model(
+    "lm-tiny",
+    "transformer",
+    "nanoGPT CPU 'baby' shape: 4 layers, 4 heads, d=128, context 64",
+    **_LM,
+    vocab_size=256,
+    d_model=128,
+    n_layers=4,
+    n_heads=4,
+    d_ff=512,
+    max_seq_len=64,
+)
+register_model(
+    "lm-small",
+    "transformer",
+    "nanoGPT shakespeare_char shape: 6 layers, 6 heads, d=384",
+    **{**_LM, "dropout": 0.2},
+    vocab_size=256,
+    d_model=384,
+    n_layers=6,
+    n_heads=6,
+    d_ff=1536,
+    max_seq_len=256,
+)
+register_model(
+    "lm-gpt2",
+    "transformer",
+    "GPT-2 small shape (124M): 12 layers, 12 heads, d=768",
+    **_LM,
+    vocab_size=50257,
+    d_model=768,
+    n_layers=12,
+    n_heads=12,
+    d_ff=3072,
+    max_seq_len=1024,
+)
 
-_CLS = dict(arch="encoder", norm_first=True, pos_encoding="learned", activation="gelu",
-            scale_embeddings=False, init="gpt", dropout=0.1)
-register_model("transformer-classifier-tiny", "transformer", "encoder-only classifier, 2 layers, d=64",
-               **_CLS, vocab_size=259, d_model=64, n_layers=2, n_heads=4, d_ff=256, max_seq_len=256)
-register_model("transformer-classifier-small", "transformer", "encoder-only classifier, 4 layers, d=256",
-               **_CLS, vocab_size=259, d_model=256, n_layers=4, n_heads=4, d_ff=1024, max_seq_len=512)
+_CLS = dict(
+    arch="encoder",
+    norm_first=True,
+    pos_encoding="learned",
+    activation="gelu",
+    scale_embeddings=False,
+    init="gpt",
+    dropout=0.1,
+)
+register_model(
+    "transformer-classifier-tiny",
+    "transformer",
+    "encoder-only classifier, 2 layers, d=64",
+    **_CLS,
+    vocab_size=259,
+    d_model=64,
+    n_layers=2,
+    n_heads=4,
+    d_ff=256,
+    max_seq_len=256,
+)
+register_model(
+    "transformer-classifier-small",
+    "transformer",
+    "encoder-only classifier, 4 layers, d=256",
+    **_CLS,
+    vocab_size=259,
+    d_model=256,
+    n_layers=4,
+    n_heads=4,
+    d_ff=1024,
+    max_seq_len=512,
+)

@@ -26,11 +26,14 @@ SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     no_decay_ids = set()
     for module in model.modules():
-        if isinstance(module, (nn.Embedding, nn.LayerNorm)) or "Norm" in type(module).__name__ \
-                or "Positional" in type(module).__name__:
+        if (
+            isinstance(module, (nn.Embedding, nn.LayerNorm))
+            or "Norm" in type(module).__name__
+            or "Positional" in type(module).__name__
+        ):
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
     decay, no_decay, seen = [], [], set()
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
@@ -44,23 +47,30 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1, betas=(0.9, 0.999),
-                    eps: float = 1e-8, fused: bool | None = None) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module,
+    lr: float,
+    weight_decay: float = 0.1,
+    betas=(0.9, 0.999),
+    eps: float = 1e-8,
+    fused: bool | None = None,
+) -> torch.optim.AdamW:
     kwargs = {}
     if fused is not None:
         kwargs["fused"] = fused
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), eps=eps, **kwargs)
 
 
-def lr_at(step: int, schedule: str, base_lr: float, warmup: int, total: int, min_lr: float = 0.0,
-          d_model: int | None = None) -> float:
+def lr_at(
+    step: int, schedule: str, base_lr: float, warmup: int, total: int, min_lr: float = 0.0, d_model: int | None = None
+) -> float:
     check_choice("schedule", schedule, SCHEDULES)
     s = step + 1
     if schedule == "inverse_sqrt":
         if d_model is None:
             raise ValueError("the inverse_sqrt schedule needs d_model")
         w = max(warmup, 1)
-        return base_lr * d_model ** -0.5 * min(s ** -0.5, s * w ** -1.5)
+        return base_lr * d_model**-0.5 * min(s**-0.5, s * w**-1.5)
     if step < warmup:
         return base_lr * s / warmup
     if schedule == "constant":

@@ -67,8 +67,9 @@ class LMTask:
         else:
             for x, y in self.stream.full_windows("val", self.block, 256):
                 logits = model(x).logits
-                total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1),
-                                         reduction="sum").item()
+                total += F.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum"
+                ).item()
                 count += y.numel()
         return {"val_loss": total / count}
 
@@ -95,22 +96,29 @@ class Seq2SeqTask:
                 self.tokenizer = load_tokenizer(data["tokenizer"])
             else:
                 texts = [s for s, _ in train] + [t for _, t in train]
-                self.tokenizer = BPETokenizer.train(texts, vocab_size=int(data.get("vocab_size", 8000)),
-                                                    lowercase=bool(data.get("lowercase", False)))
+                self.tokenizer = BPETokenizer.train(
+                    texts, vocab_size=int(data.get("vocab_size", 8000)), lowercase=bool(data.get("lowercase", False))
+                )
         tok = self.tokenizer
         self.val_text = val
         enc = tok.encode_batch
-        self.train = ParallelData(list(zip(enc([s for s, _ in train]), enc([t for _, t in train]))),
-                                  tok.bos_id, tok.eos_id, tok.pad_id)
-        self.val = ParallelData(list(zip(enc([s for s, _ in val]), enc([t for _, t in val]))),
-                                tok.bos_id, tok.eos_id, tok.pad_id)
+        self.train = ParallelData(
+            list(zip(enc([s for s, _ in train]), enc([t for _, t in train]))), tok.bos_id, tok.eos_id, tok.pad_id
+        )
+        self.val = ParallelData(
+            list(zip(enc([s for s, _ in val]), enc([t for _, t in val]))), tok.bos_id, tok.eos_id, tok.pad_id
+        )
         self._queue: list = []
         self.epoch = 0
 
     def model_overrides(self) -> dict:
         t = self.tokenizer
-        return {"vocab_size": t.vocab_size, "pad_token_id": t.pad_id, "bos_token_id": t.bos_id,
-                "eos_token_id": t.eos_id}
+        return {
+            "vocab_size": t.vocab_size,
+            "pad_token_id": t.pad_id,
+            "bos_token_id": t.bos_id,
+            "eos_token_id": t.eos_id,
+        }
 
     def state_dict(self) -> dict:
         """Where the data order stands (the rest of the current epoch), for exact resumption."""
@@ -134,21 +142,34 @@ class Seq2SeqTask:
         return model(batch["src"], batch["tgt"], labels=batch["labels"]).loss
 
     @torch.no_grad()
-    def evaluate(self, model, num_beams: int = 1, length_penalty: float = 1.0, max_examples: int = 0,
-                 bleu: bool = False, batch_size: int = 128, **_) -> dict[str, Any]:
+    def evaluate(
+        self,
+        model,
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        max_examples: int = 0,
+        bleu: bool = False,
+        batch_size: int = 128,
+        **_,
+    ) -> dict[str, Any]:
         pad = self.tokenizer.pad_id
         total, count = 0.0, 0
         for b in self.val.epoch_batches(4096, torch.Generator().manual_seed(0), shuffle=False):
             batch = self.val.collate(b)
             logits = model(batch["src"], batch["tgt"]).logits
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), batch["labels"].reshape(-1),
-                                     ignore_index=pad, reduction="sum").item()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(),
+                batch["labels"].reshape(-1),
+                ignore_index=pad,
+                reduction="sum",
+            ).item()
             count += int((batch["labels"] != pad).sum())
         out: dict[str, Any] = {"val_loss": total / count, "val_ppl": math.exp(min(total / count, 50))}
         n = len(self.val) if not max_examples else min(max_examples, len(self.val))
         t0 = time.perf_counter()
-        hyps = self.translate_ids([self.val.pairs[i][0] for i in range(n)], model, num_beams, length_penalty,
-                                  batch_size)
+        hyps = self.translate_ids(
+            [self.val.pairs[i][0] for i in range(n)], model, num_beams, length_penalty, batch_size
+        )
         refs = [self.val_text[i][1] for i in range(n)]
         if self.task in SEQ2SEQ_TASKS:
             out["exact_match"] = sum(h == r for h, r in zip(hyps, refs)) / n
@@ -182,5 +203,4 @@ def make_task(task: str, data: dict, batch_size: int, max_tokens: int, seed: int
         return LMTask(data, batch_size, seed, block_size)
     if task in SEQ2SEQ_TASKS or task == "translation":
         return Seq2SeqTask(task, data, batch_size, max_tokens, seed)
-    raise ConfigError(
-        f"unknown task '{task}': choose from char_lm, translation, {', '.join(sorted(SEQ2SEQ_TASKS))}")
+    raise ConfigError(f"unknown task '{task}': choose from char_lm, translation, {', '.join(sorted(SEQ2SEQ_TASKS))}")

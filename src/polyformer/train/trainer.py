@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..config import BaseConfig, check, check_choice, check_positive_int
 from ..errors import ConfigError
 from ..io import atomic_write_bytes, atomic_write_json, read_json
-from ..registry import get_config, build_model
+from ..registry import build_model, get_config
 from .optim import SCHEDULES, build_optimizer, lr_at
 from .tasks import make_task
 
@@ -129,7 +129,9 @@ STATE_NAME = "trainer_state.json"
 OPTIM_NAME = "optimizer.safetensors"
 
 
-def _save_state(out: Path, model, optimizer, task, step: int, cfg: TrainConfig, best: dict) -> None:
+def _save_state(
+    out: Path, model, optimizer, task, step: int, cfg: TrainConfig, best: dict, train_time: float = 0.0
+) -> None:
     from safetensors.torch import save
 
     model.save_pretrained(out, tokenizer=task.tokenizer)
@@ -143,11 +145,22 @@ def _save_state(out: Path, model, optimizer, task, step: int, cfg: TrainConfig, 
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.data"] = task.gen.get_state()
     atomic_write_bytes(out / OPTIM_NAME, save(tensors))
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
-              for g in optimizer.state_dict()["param_groups"]]
-    atomic_write_json(out / STATE_NAME, {"step": step, "train_config": cfg.to_dict(), "param_groups": groups,
-                                         "scalar_state": meta_state, "best": best,
-                                         "task_state": task.state_dict()})
+    groups = [
+        {k: v for k, v in g.items() if k != "params"} | {"params": g["params"]}
+        for g in optimizer.state_dict()["param_groups"]
+    ]
+    atomic_write_json(
+        out / STATE_NAME,
+        {
+            "step": step,
+            "train_config": cfg.to_dict(),
+            "param_groups": groups,
+            "scalar_state": meta_state,
+            "best": best,
+            "task_state": task.state_dict(),
+            "train_time": train_time,
+        },
+    )
 
 
 def _load_state(out: Path, model, optimizer, task) -> tuple[int, dict]:
@@ -168,7 +181,9 @@ def _load_state(out: Path, model, optimizer, task) -> tuple[int, dict]:
     torch.set_rng_state(tensors["rng.torch"])
     task.gen.set_state(tensors["rng.data"])
     task.load_state_dict(meta.get("task_state", {}))
-    return int(meta["step"]), meta.get("best", {})
+    best = meta.get("best", {})
+    best["_train_time"] = float(meta.get("train_time", 0.0))
+    return int(meta["step"]), best
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -190,10 +205,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
     if cfg.resume and (out / STATE_NAME).exists():
         step, best = _load_state(out, model, optimizer, task)
         log(f"resumed from {out} at step {step}")
+    time_offset = best.pop("_train_time", 0.0)  # training seconds spent before a resume
     atomic_write_json(out / "train_config.json", cfg.to_dict())
     fwd_model = torch.compile(model) if cfg.compile else model
-    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if cfg.dtype == "bfloat16"
-                else contextlib.nullcontext())
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else contextlib.nullcontext()
     metrics_path = out / "metrics.jsonl"
     eval_kwargs = {"eval_iters": cfg.eval_iters, **cfg.eval}
     n_params = model.num_parameters()
@@ -214,8 +229,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
         model.train()
         eval_seconds += time.perf_counter() - t0
         now = time.perf_counter() - t_start
-        # train_time: wall-clock spent training so far, evaluations excluded
-        m = {"step": at_step, "time": now, "train_time": now - eval_seconds, **m}
+        # train_time: wall-clock spent training so far (across resumes), evaluations excluded
+        m = {"step": at_step, "time": now, "train_time": time_offset + now - eval_seconds, **m}
         record({"kind": "eval", **m})
         return m
 
@@ -244,8 +259,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
         bar.update(1)
         if step % cfg.log_interval == 0:
             dt = time.perf_counter() - t_log
-            entry = {"kind": "train", "step": step, "loss": loss.item(), "lr": lr,
-                     "tokens_per_s": tokens / dt, "time": time.perf_counter() - t_start}
+            entry = {
+                "kind": "train",
+                "step": step,
+                "loss": loss.item(),
+                "lr": lr,
+                "tokens_per_s": tokens / dt,
+                "time": time.perf_counter() - t_start,
+            }
             record(entry)
             bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.1e}")
             tokens, t_log = 0, time.perf_counter()
@@ -254,19 +275,31 @@ def train(cfg: TrainConfig, log=print) -> dict:
             done, stop_reason = True, "max_time"
         if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:
             last_eval = evaluate(step)
-            bar.write("step {step}: ".format(step=step) + ", ".join(
-                f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                for k, v in last_eval.items() if k not in ("step", "bleu_signature")))
+            bar.write(
+                f"step {step}: "
+                + ", ".join(
+                    f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in last_eval.items()
+                    if k not in ("step", "bleu_signature")
+                )
+            )
             if cfg.stop_val_loss and last_eval.get("val_loss", math.inf) <= cfg.stop_val_loss:
                 done, stop_reason = True, "stop_val_loss"
         if (cfg.ckpt_interval and step % cfg.ckpt_interval == 0) or done:
-            _save_state(out, model, optimizer, task, step, cfg, best)
+            _save_state(
+                out, model, optimizer, task, step, cfg, best, time_offset + time.perf_counter() - t_start - eval_seconds
+            )
         if done:
             break
     bar.close()
-    result = {"step": step, "stop_reason": stop_reason, "wall_seconds": time.perf_counter() - t_start,
-              "eval_seconds": eval_seconds,
-              "parameters": n_params, **{k: v for k, v in last_eval.items() if k != "step"}}
+    result = {
+        "step": step,
+        "stop_reason": stop_reason,
+        "wall_seconds": time.perf_counter() - t_start,
+        "eval_seconds": eval_seconds,
+        "parameters": n_params,
+        **{k: v for k, v in last_eval.items() if k != "step"},
+    }
     record({"kind": "final", **result})
     return result | {"model": model, "task": task}
 
