@@ -65,8 +65,9 @@ class TransformerConfig(BaseConfig):
     final_norm: bool | None = None  # LN after each stack; None = same as norm_first
     pos_encoding: str = "sinusoidal"
     max_seq_len: int = 512
-    dropout: float = 0.1
-    attn_dropout: float = 0.0
+    dropout: float = 0.1  # on embeddings and on each sublayer output ("residual dropout", sec. 5.4)
+    attn_dropout: float = 0.0  # on attention weights
+    ffn_dropout: float = 0.0  # inside the FFN, after the activation (torch.nn.Transformer uses `dropout`)
     bias: bool = True
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(d_model)
     tie_embeddings: bool = True  # output projection = target embedding (and source, if shared vocab)
@@ -105,6 +106,7 @@ class TransformerConfig(BaseConfig):
         check_positive_int("max_seq_len", self.max_seq_len)
         check_prob("dropout", self.dropout)
         check_prob("attn_dropout", self.attn_dropout)
+        check_prob("ffn_dropout", self.ffn_dropout)
         check_prob("label_smoothing", self.label_smoothing)
         check_choice("init", self.init, ("xavier", "gpt"))
         check_positive_int("num_classes", self.num_classes)
@@ -163,7 +165,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.norm_first = cfg.norm_first
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.bias, cfg.attn_dropout)
-        self.mlp = make_mlp(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.dropout)
+        self.mlp = make_mlp(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.ffn_dropout)
         self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -186,7 +188,7 @@ class DecoderLayer(nn.Module):
         self.norm_first = cfg.norm_first
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.bias, cfg.attn_dropout)
         self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.bias, cfg.attn_dropout)
-        self.mlp = make_mlp(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.dropout)
+        self.mlp = make_mlp(cfg.d_model, cfg.d_ff, cfg.activation, cfg.bias, cfg.ffn_dropout)
         self.norm1 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
         self.norm2 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
         self.norm3 = make_norm(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.bias)
