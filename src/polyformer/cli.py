@@ -73,21 +73,14 @@ def _cmd_train(args) -> None:
 def _cmd_eval(args) -> None:
     from .modeling import from_pretrained
     from .train.tasks import make_task
-    from .train.trainer import TrainConfig, load_train_config
+    from .train.trainer import load_train_config
 
     run = Path(args.run_dir)
     if not (run / "train_config.json").is_file():
         raise PolyformerError(f"{run} is not a training run directory (no train_config.json)")
-    base = json.loads((run / "train_config.json").read_text())
-    cfg = TrainConfig.from_dict(base)
-    if args.overrides:
-        import tempfile
+    from .io import read_json
 
-        import yaml
-
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-            yaml.safe_dump(base, f)
-        cfg = load_train_config(f.name, args.overrides)
+    cfg = load_train_config(read_json(run / "train_config.json", "training config"), args.overrides)
     model = from_pretrained(run)
     data = dict(cfg.data)
     if cfg.task == "translation":

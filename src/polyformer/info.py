@@ -66,7 +66,8 @@ def model_stats(
         cross_kv = 2 * dec * (cfg.n_kv_heads or cfg.n_heads) * cfg.head_dim * seq_len * batch_size * nbytes
         layers = enc + dec
     else:
-        attn_layers = kv_layers = layers = cfg.n_layers
+        attn_layers = layers = cfg.n_layers
+        kv_layers = 0 if arch == "encoder" else cfg.n_layers  # an encoder classifier keeps no cache
         cross_kv = 0
     fwd = 2 * n_mm + 2 * attn_layers * seq_len * d
     kv = 2 * kv_layers * (cfg.n_kv_heads or cfg.n_heads) * cfg.head_dim * seq_len * batch_size * nbytes + cross_kv

@@ -55,11 +55,15 @@ class PolyModel(nn.Module):
     tokenizer: Any = None
 
     def num_parameters(self, trainable_only: bool = False, exclude_embeddings: bool = False) -> int:
+        """Count parameters once each (tied weights once); optionally skip token/position tables."""
+        skip = set()
+        if exclude_embeddings:
+            for m in self.modules():
+                if isinstance(m, nn.Embedding) or "Positional" in type(m).__name__:
+                    skip.update(id(p) for p in m.parameters(recurse=False))
         seen, total = set(), 0
-        for name, p in self.named_parameters():
-            if id(p) in seen or (trainable_only and not p.requires_grad):
-                continue
-            if exclude_embeddings and ("embed" in name or "pos" in name.split(".")[0]):
+        for p in self.parameters():
+            if id(p) in seen or id(p) in skip or (trainable_only and not p.requires_grad):
                 continue
             seen.add(id(p))
             total += p.numel()

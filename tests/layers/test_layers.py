@@ -73,9 +73,7 @@ def test_rmsnorm_definition_and_dtype():
     assert make_norm("layernorm", 6, 1e-5).eps == 1e-5
 
 
-@pytest.mark.parametrize(
-    "name,act", [("glu", torch.sigmoid), ("geglu", F.gelu), ("swiglu", F.silu), ("reglu", F.relu)]
-)
+@pytest.mark.parametrize("name,act", [("glu", torch.sigmoid), ("geglu", F.gelu), ("swiglu", F.silu), ("reglu", F.relu)])
 def test_glu_variants(name, act):
     m = GLUMLP(8, 16, name)
     x = torch.randn(4, 8)

@@ -61,7 +61,10 @@ def test_training_reduces_loss_and_writes_metrics(tmp_path):
     assert lines[-1]["kind"] == "final" and math.isfinite(r["val_loss"])
 
 
-def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, monkeypatch):
+@pytest.mark.parametrize("crash,saved_at", [(KeyboardInterrupt, 5), (MemoryError, 4)])
+def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, monkeypatch, crash, saved_at):
+    """Ctrl-C saves a checkpoint on the way out; a hard crash falls back to the last periodic one.
+    Either way the resumed run ends with exactly the weights of an uninterrupted run."""
     from polyformer.train.tasks import Seq2SeqTask
 
     full = train(_cfg(tmp_path / "a", max_steps=8))["model"]
@@ -71,13 +74,15 @@ def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, monkeypatc
     def crashing(self):
         calls["n"] += 1
         if calls["n"] == 6:
-            raise KeyboardInterrupt  # the process dies during step 6, after the step-4 checkpoint
+            raise crash  # dies while fetching the batch of step 6
         return original(self)
 
     monkeypatch.setattr(Seq2SeqTask, "train_batch", crashing)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(crash):
         train(_cfg(tmp_path / "b", max_steps=8, ckpt_interval=4))
     monkeypatch.setattr(Seq2SeqTask, "train_batch", original)
+    state = json.loads((tmp_path / "b" / "trainer_state.json").read_text())
+    assert state["step"] == saved_at
     resumed = train(_cfg(tmp_path / "b", max_steps=8, ckpt_interval=4))["model"]
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k

@@ -424,7 +424,11 @@ class TransformerLM(PolyModel):
     ) -> ModelOutput:
         cfg = self.config
         offset = cache.length if cache is not None else 0
-        _check_ids(input_ids, "input_ids", cfg.max_seq_len - offset)
+        _check_ids(input_ids, "input_ids", cfg.max_seq_len)
+        if offset + input_ids.shape[1] > cfg.max_seq_len:
+            raise SequenceTooLongError(
+                f"{offset} cached + {input_ids.shape[1]} new tokens exceed the model's max_seq_len={cfg.max_seq_len}"
+            )
         mask = None
         if attention_mask is not None:
             pad = attention_mask == 0

@@ -44,6 +44,9 @@ class LMTask:
     def state_dict(self) -> dict:
         return {}
 
+    def num_tokens(self, batch) -> int:
+        return batch["y"].numel()
+
     def load_state_dict(self, state: dict) -> None:
         pass
 
@@ -122,7 +125,12 @@ class Seq2SeqTask:
 
     def state_dict(self) -> dict:
         """Where the data order stands (the rest of the current epoch), for exact resumption."""
-        return {"queue": self._queue, "epoch": self.epoch}
+        return {"queue": list(self._queue), "epoch": self.epoch}
+
+    def num_tokens(self, batch) -> int:
+        """Real (non-padding) source + target tokens in a batch."""
+        pad = self.tokenizer.pad_id
+        return int((batch["src"] != pad).sum() + (batch["labels"] != pad).sum())
 
     def load_state_dict(self, state: dict) -> None:
         self._queue = [list(b) for b in state.get("queue", [])]

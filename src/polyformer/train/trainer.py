@@ -77,12 +77,17 @@ class TrainConfig(BaseConfig):
             check(isinstance(getattr(self, f), dict), f, getattr(self, f), "a mapping")
 
 
-def load_train_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> TrainConfig:
-    """Read a YAML config and apply ``key=value`` overrides (dotted keys reach into mappings)."""
+def load_train_config(path: str | os.PathLike | dict | None, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config (or take a dict) and apply ``key=value`` overrides (dotted keys reach into
+    mappings, e.g. ``model_overrides.n_layers=2``)."""
+    import copy
+
     import yaml
 
     data: dict[str, Any] = {}
-    if path is not None:
+    if isinstance(path, dict):
+        data = copy.deepcopy(path)
+    elif path is not None:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"training config {p} does not exist")
@@ -240,57 +245,92 @@ def train(cfg: TrainConfig, log=print) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, dynamic_ncols=True, desc="train")
     tokens, t_log = 0, time.perf_counter()
     stop_reason = "max_steps"
-    while step < cfg.max_steps:
-        lr = lr_at(step, cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr, model_cfg.d_model)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        batch = task.train_batch()
-        with autocast:
-            loss = task.loss(fwd_model, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        tokens += sum(v.numel() for v in batch.values()) // len(batch)
-        bar.update(1)
-        if step % cfg.log_interval == 0:
-            dt = time.perf_counter() - t_log
-            entry = {
-                "kind": "train",
-                "step": step,
-                "loss": loss.item(),
-                "lr": lr,
-                "tokens_per_s": tokens / dt,
-                "time": time.perf_counter() - t_start,
-            }
-            record(entry)
-            bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.1e}")
-            tokens, t_log = 0, time.perf_counter()
-        done = step >= cfg.max_steps
-        if cfg.max_time and time.perf_counter() - t_start > cfg.max_time:
-            done, stop_reason = True, "max_time"
-        if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:
-            last_eval = evaluate(step)
-            bar.write(
-                f"step {step}: "
-                + ", ".join(
-                    f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                    for k, v in last_eval.items()
-                    if k not in ("step", "bleu_signature")
+
+    def snapshot():
+        """RNG and data position at a step boundary, so an interrupted run can be saved exactly."""
+        return torch.get_rng_state(), task.gen.get_state(), task.state_dict()
+
+    boundary, updating = snapshot(), False
+    try:
+        while step < cfg.max_steps:
+            lr = lr_at(step, cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr, model_cfg.d_model)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            batch = task.train_batch()
+            with autocast:
+                loss = task.loss(fwd_model, batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            updating = True
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            boundary, updating = snapshot(), False
+            tokens += task.num_tokens(batch)
+            bar.update(1)
+            if step % cfg.log_interval == 0:
+                dt = time.perf_counter() - t_log
+                entry = {
+                    "kind": "train",
+                    "step": step,
+                    "loss": loss.item(),
+                    "lr": lr,
+                    "tokens_per_s": tokens / dt,
+                    "time": time.perf_counter() - t_start,
+                }
+                record(entry)
+                bar.set_postfix(loss=f"{entry['loss']:.3f}", lr=f"{lr:.1e}")
+                tokens, t_log = 0, time.perf_counter()
+            done = step >= cfg.max_steps
+            if cfg.max_time and time.perf_counter() - t_start > cfg.max_time:
+                done, stop_reason = True, "max_time"
+            if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:
+                last_eval = evaluate(step)
+                bar.write(
+                    f"step {step}: "
+                    + ", ".join(
+                        f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                        for k, v in last_eval.items()
+                        if k not in ("step", "bleu_signature")
+                    )
                 )
-            )
-            if cfg.stop_val_loss and last_eval.get("val_loss", math.inf) <= cfg.stop_val_loss:
-                done, stop_reason = True, "stop_val_loss"
-        if (cfg.ckpt_interval and step % cfg.ckpt_interval == 0) or done:
+                if cfg.stop_val_loss and last_eval.get("val_loss", math.inf) <= cfg.stop_val_loss:
+                    done, stop_reason = True, "stop_val_loss"
+            if (cfg.ckpt_interval and step % cfg.ckpt_interval == 0) or done:
+                _save_state(
+                    out,
+                    model,
+                    optimizer,
+                    task,
+                    step,
+                    cfg,
+                    best,
+                    time_offset + time.perf_counter() - t_start - eval_seconds,
+                )
+            if done:
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        if not updating:  # parameters and optimizer are consistent with `step`: save them
+            optimizer.zero_grad(set_to_none=True)
+            torch.set_rng_state(boundary[0])
+            task.gen.set_state(boundary[1])
+            task.load_state_dict(boundary[2])
             _save_state(
-                out, model, optimizer, task, step, cfg, best, time_offset + time.perf_counter() - t_start - eval_seconds
+                out,
+                model,
+                optimizer,
+                task,
+                step,
+                cfg,
+                best,
+                time_offset + time.perf_counter() - t_start - eval_seconds,
             )
-        if done:
-            break
+            log(f"interrupted: checkpoint saved at step {step} in {out}; run the same command again to resume")
+        raise
     bar.close()
     result = {
         "step": step,
