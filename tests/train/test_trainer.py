@@ -114,3 +114,53 @@ def test_char_lm_task_full_validation(tmp_path):
         )
     )
     assert r["val_loss"] < math.log(r["model"].config.vocab_size)
+
+
+def test_translation_task_with_bpe_and_bleu(tmp_path):
+    import gzip
+
+    words = ["ein", "hund", "eine", "katze", "läuft", "schläft", "im", "park", "haus"]
+    en = {
+        "ein": "a",
+        "eine": "a",
+        "hund": "dog",
+        "katze": "cat",
+        "läuft": "runs",
+        "schläft": "sleeps",
+        "im": "in the",
+        "park": "park",
+        "haus": "house",
+    }
+    import random
+
+    rng = random.Random(0)
+    de_lines = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 6))) for _ in range(120)]
+    en_lines = [" ".join(en[w] for w in s.split()) for s in de_lines]
+    for split, sl in (("train", slice(0, 100)), ("val", slice(100, 120))):
+        with gzip.open(tmp_path / f"{split}.de.gz", "wt") as f:
+            f.write("\n".join(de_lines[sl]) + "\n")
+        (tmp_path / f"{split}.en").write_text("\n".join(en_lines[sl]) + "\n")
+    cfg = TrainConfig(
+        model="transformer-tiny",
+        task="translation",
+        out_dir=str(tmp_path / "run"),
+        max_steps=4,
+        batch_size=16,
+        max_tokens=256,
+        eval_interval=0,
+        progress=False,
+        warmup_steps=1,
+        data={
+            "src_train": str(tmp_path / "train.de.gz"),
+            "tgt_train": str(tmp_path / "train.en"),
+            "src_val": str(tmp_path / "val.de.gz"),
+            "tgt_val": str(tmp_path / "val.en"),
+            "vocab_size": 300,
+            "lowercase": True,
+        },
+        eval={"num_beams": 3, "bleu": True},
+    )
+    r = train(cfg)
+    assert 0.0 <= r["bleu"] <= 100.0 and "case:lc" in r["bleu_signature"]
+    assert len(r["task"].last_hypotheses) == 20
+    assert (tmp_path / "run" / "tokenizer.json").is_file()

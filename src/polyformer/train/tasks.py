@@ -184,9 +184,9 @@ class Seq2SeqTask:
         if bleu:
             import sacrebleu
 
-            b = sacrebleu.corpus_bleu(hyps, [refs], lowercase=True)
-            out["bleu"] = b.score
-            out["bleu_signature"] = str(sacrebleu.BLEU(lowercase=True).get_signature())
+            metric = sacrebleu.BLEU(lowercase=True)
+            out["bleu"] = metric.corpus_score(hyps, [refs]).score
+            out["bleu_signature"] = str(metric.get_signature())
         out["decode_seconds"] = time.perf_counter() - t0
         self.last_hypotheses = list(zip([self.val_text[i][0] for i in range(n)], refs, hyps))
         return out

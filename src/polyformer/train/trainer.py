@@ -246,6 +246,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     tokens, t_log = 0, time.perf_counter()
     stop_reason = "max_steps"
 
+    def checkpoint() -> None:
+        _save_state(
+            out, model, optimizer, task, step, cfg, best, time_offset + time.perf_counter() - t_start - eval_seconds
+        )
+
     def snapshot():
         """RNG and data position at a step boundary, so an interrupted run can be saved exactly."""
         return torch.get_rng_state(), task.gen.get_state(), task.state_dict()
@@ -287,6 +292,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
             done = step >= cfg.max_steps
             if cfg.max_time and time.perf_counter() - t_start > cfg.max_time:
                 done, stop_reason = True, "max_time"
+            saved = False
+            if (cfg.ckpt_interval and step % cfg.ckpt_interval == 0) or done:
+                # save before evaluating, so a failing evaluation never costs training progress
+                checkpoint()
+                saved = True
             if (cfg.eval_interval and step % cfg.eval_interval == 0) or done:
                 last_eval = evaluate(step)
                 bar.write(
@@ -299,17 +309,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
                 )
                 if cfg.stop_val_loss and last_eval.get("val_loss", math.inf) <= cfg.stop_val_loss:
                     done, stop_reason = True, "stop_val_loss"
-            if (cfg.ckpt_interval and step % cfg.ckpt_interval == 0) or done:
-                _save_state(
-                    out,
-                    model,
-                    optimizer,
-                    task,
-                    step,
-                    cfg,
-                    best,
-                    time_offset + time.perf_counter() - t_start - eval_seconds,
-                )
+                    if not saved:
+                        checkpoint()
             if done:
                 break
     except KeyboardInterrupt:
@@ -319,16 +320,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             torch.set_rng_state(boundary[0])
             task.gen.set_state(boundary[1])
             task.load_state_dict(boundary[2])
-            _save_state(
-                out,
-                model,
-                optimizer,
-                task,
-                step,
-                cfg,
-                best,
-                time_offset + time.perf_counter() - t_start - eval_seconds,
-            )
+            checkpoint()
             log(f"interrupted: checkpoint saved at step {step} in {out}; run the same command again to resume")
         raise
     bar.close()
