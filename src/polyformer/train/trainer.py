@@ -199,12 +199,15 @@ def train(cfg: TrainConfig, log=print) -> dict:
     torch.manual_seed(cfg.seed)
     model_cfg = get_config(cfg.model, **cfg.model_overrides)
     block = model_cfg.max_seq_len
-    task = make_task(cfg.task, cfg.data, cfg.batch_size, cfg.max_tokens, cfg.seed, block)
+    out = Path(cfg.out_dir)
+    data = dict(cfg.data)
+    if cfg.resume and (out / STATE_NAME).exists() and (out / "tokenizer.json").exists():
+        data.setdefault("tokenizer", str(out / "tokenizer.json"))  # resume with the exact same vocabulary
+    task = make_task(cfg.task, data, cfg.batch_size, cfg.max_tokens, cfg.seed, block)
     model_cfg = model_cfg.replace(**{**task.model_overrides(), **cfg.model_overrides})
     model = build_model(model_cfg)
     model.tokenizer = task.tokenizer
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps)
-    out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     step, best = 0, {}
     if cfg.resume and (out / STATE_NAME).exists():
