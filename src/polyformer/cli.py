@@ -109,31 +109,19 @@ def _cmd_generate(args) -> None:
     ids = tok.encode(args.prompt)
     if not ids:
         raise PolyformerError("the prompt is empty after tokenisation")
-    gen = torch.Generator().manual_seed(args.seed)
-    x = torch.tensor([ids])
-    if getattr(model.config, "arch", "") == "encoder-decoder":
-        out = model.generate(
-            x,
-            args.max_new_tokens,
-            do_sample=args.temperature > 0,
-            temperature=max(args.temperature, 1e-6),
-            top_k=args.top_k,
-            top_p=args.top_p,
-            generator=gen,
-        )[0].tolist()
-        print(tok.decode(out))
-        return
-    out = model.generate(
-        x,
-        args.max_new_tokens,
+    kwargs = dict(
         do_sample=args.temperature > 0,
         temperature=max(args.temperature, 1e-6),
         top_k=args.top_k,
         top_p=args.top_p,
-        generator=gen,
-        eos_token_id=tok.eos_id,
+        generator=torch.Generator().manual_seed(args.seed),
     )
-    print(tok.decode(out[0].tolist()))
+    x = torch.tensor([ids])
+    if getattr(model.config, "arch", "") == "encoder-decoder":  # the prompt is the source sentence
+        out = model.generate(x, args.max_new_tokens, **kwargs)[0].tolist()
+    else:  # the prompt is continued
+        out = model.generate(x, args.max_new_tokens, eos_token_id=tok.eos_id, **kwargs)[0].tolist()
+    print(tok.decode(out))
 
 
 def _cmd_translate(args) -> None:
