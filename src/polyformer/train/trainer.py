@@ -10,7 +10,6 @@ evaluation too. Checkpoints (model + tokenizer + optimizer/RNG state) are writte
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -135,9 +134,7 @@ STATE_NAME = "trainer_state.json"
 OPTIM_NAME = "optimizer.safetensors"
 
 
-def _save_state(
-    out: Path, model, optimizer, task, step: int, cfg: TrainConfig, best: dict, train_time: float = 0.0
-) -> None:
+def _save_state(out: Path, model, optimizer, task, step: int, cfg: TrainConfig, train_time: float) -> None:
     from safetensors.torch import save
 
     model.save_pretrained(out, tokenizer=task.tokenizer)
@@ -162,14 +159,14 @@ def _save_state(
             "train_config": cfg.to_dict(),
             "param_groups": groups,
             "scalar_state": meta_state,
-            "best": best,
             "task_state": task.state_dict(),
             "train_time": train_time,
         },
     )
 
 
-def _load_state(out: Path, model, optimizer, task) -> tuple[int, dict]:
+def _load_state(out: Path, model, optimizer, task) -> tuple[int, float]:
+    """Restore a run; returns (step, training seconds spent so far)."""
     from safetensors.torch import load_file
 
     meta = read_json(out / STATE_NAME, "trainer state")
@@ -187,9 +184,7 @@ def _load_state(out: Path, model, optimizer, task) -> tuple[int, dict]:
     torch.set_rng_state(tensors["rng.torch"])
     task.gen.set_state(tensors["rng.data"])
     task.load_state_dict(meta.get("task_state", {}))
-    best = meta.get("best", {})
-    best["_train_time"] = float(meta.get("train_time", 0.0))
-    return int(meta["step"]), best
+    return int(meta["step"]), float(meta.get("train_time", 0.0))
 
 
 # ------------------------------------------------------------------------------------ the loop
@@ -212,11 +207,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
         model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps, fused=cfg.fused_optimizer or None
     )
     out.mkdir(parents=True, exist_ok=True)
-    step, best = 0, {}
+    step, time_offset = 0, 0.0  # time_offset: training seconds spent before a resume
     if cfg.resume and (out / STATE_NAME).exists():
-        step, best = _load_state(out, model, optimizer, task)
+        step, time_offset = _load_state(out, model, optimizer, task)
         log(f"resumed from {out} at step {step}")
-    time_offset = best.pop("_train_time", 0.0)  # training seconds spent before a resume
     atomic_write_json(out / "train_config.json", cfg.to_dict())
     fwd_model = torch.compile(model) if cfg.compile else model
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if cfg.dtype == "bfloat16" else contextlib.nullcontext()
@@ -253,9 +247,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     stop_reason = "max_steps"
 
     def checkpoint() -> None:
-        _save_state(
-            out, model, optimizer, task, step, cfg, best, time_offset + time.perf_counter() - t_start - eval_seconds
-        )
+        _save_state(out, model, optimizer, task, step, cfg, time_offset + time.perf_counter() - t_start - eval_seconds)
 
     def snapshot():
         """RNG and data position at a step boundary, so an interrupted run can be saved exactly."""
@@ -340,7 +332,3 @@ def train(cfg: TrainConfig, log=print) -> dict:
     }
     record({"kind": "final", **result})
     return result | {"model": model, "task": task}
-
-
-def config_summary(cfg: TrainConfig) -> dict:
-    return dataclasses.asdict(cfg)
