@@ -58,19 +58,20 @@ def model_stats(
     n_params = model.num_parameters()
     n_mm = _count_matmul(model)
     d = cfg.d_model
-    arch = getattr(cfg, "arch", "decoder")
+    arch = getattr(cfg, "arch", "encoder")  # families without `arch` (ViT) are encoders: no KV cache
+    head_dim = cfg.d_model // cfg.n_heads
     if arch == "encoder-decoder":
         enc, dec = cfg.n_layers, cfg.decoder_layers
         attn_layers = enc + 2 * dec  # encoder self, decoder self and cross
         kv_layers = dec
-        cross_kv = 2 * dec * (cfg.n_kv_heads or cfg.n_heads) * cfg.head_dim * seq_len * batch_size * nbytes
+        cross_kv = 2 * dec * (cfg.n_kv_heads or cfg.n_heads) * head_dim * seq_len * batch_size * nbytes
         layers = enc + dec
     else:
         attn_layers = layers = cfg.n_layers
         kv_layers = 0 if arch == "encoder" else cfg.n_layers  # an encoder classifier keeps no cache
         cross_kv = 0
     fwd = 2 * n_mm + 2 * attn_layers * seq_len * d
-    kv = 2 * kv_layers * (cfg.n_kv_heads or cfg.n_heads) * cfg.head_dim * seq_len * batch_size * nbytes + cross_kv
+    kv = 2 * kv_layers * (cfg.n_kv_heads or cfg.n_heads) * head_dim * seq_len * batch_size * nbytes + cross_kv
     act = int(layers * seq_len * batch_size * d * (34 + 5 * cfg.n_heads * seq_len / d) * nbytes / 2)
     return ModelStats(
         name, n_params, n_mm, float(fwd), float(3 * fwd), n_params * nbytes, act, kv, seq_len, batch_size, dtype
