@@ -39,7 +39,8 @@ class ModelStats:
 def _count_matmul(model: nn.Module) -> int:
     seen, n = set(), 0
     for m in model.modules():
-        if isinstance(m, nn.Linear) and id(m.weight) not in seen:
+        # a patch convolution with stride == kernel is a matrix multiply per patch
+        if isinstance(m, (nn.Linear, nn.Conv2d)) and id(m.weight) not in seen:
             seen.add(id(m.weight))
             n += m.weight.numel()
     return n

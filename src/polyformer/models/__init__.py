@@ -1,3 +1,3 @@
 """Model families. Importing this package registers every family and preset."""
 
-from . import transformer, vit  # noqa: F401
+from . import activator, transformer, vit  # noqa: F401

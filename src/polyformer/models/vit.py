@@ -26,6 +26,26 @@ from ..registry import register_family, register_model
 from .transformer import EncoderLayer, cross_entropy
 
 
+def check_pixel_values(x, num_channels: int, patch_size: int, image_size: int | None) -> None:
+    """Raise a one-line ``DataError`` unless ``x`` is a float [B, C, H, W] batch the model can take
+    (``image_size=None``: any size of at least one patch)."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"pixel_values must be a [batch, channels, height, width] tensor, got {shape}")
+    if not x.is_floating_point():
+        raise DataError(f"pixel_values must be floating point (normalised images), got {x.dtype}")
+    if x.shape[1] != num_channels:
+        raise DataError(f"this model takes {num_channels}-channel images, got {x.shape[1]} channels")
+    h, w = x.shape[-2:]
+    if image_size is not None and (h, w) != (image_size, image_size):
+        raise DataError(
+            f"input image size ({h}x{w}) doesn't match the model ({image_size}x{image_size}); "
+            "resize the images or pass interpolate_pos_encoding=True"
+        )
+    if h < patch_size or w < patch_size:
+        raise DataError(f"images of {h}x{w} are smaller than one {patch_size}x{patch_size} patch")
+
+
 @dataclass
 class ViTConfig(BaseConfig):
     family = "vit"
@@ -124,27 +144,12 @@ class ViT(PolyModel):
         grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
         return torch.cat([cls_pos, grid.permute(0, 2, 3, 1).reshape(1, gh * gw, cfg.d_model)], dim=1)
 
-    def _check_pixels(self, x, interpolate: bool) -> None:
-        cfg = self.config
-        if not isinstance(x, torch.Tensor) or x.dim() != 4:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise DataError(f"pixel_values must be a [batch, channels, height, width] tensor, got {shape}")
-        if not x.is_floating_point():
-            raise DataError(f"pixel_values must be floating point (normalised images), got {x.dtype}")
-        if x.shape[1] != cfg.num_channels:
-            raise DataError(f"this model takes {cfg.num_channels}-channel images, got {x.shape[1]} channels")
-        h, w = x.shape[-2:]
-        if not interpolate and (h, w) != (cfg.image_size, cfg.image_size):
-            raise DataError(
-                f"input image size ({h}x{w}) doesn't match the model ({cfg.image_size}x{cfg.image_size}); "
-                "resize the images or pass interpolate_pos_encoding=True"
-            )
-        if h < cfg.patch_size or w < cfg.patch_size:
-            raise DataError(f"images of {h}x{w} are smaller than one {cfg.patch_size}x{cfg.patch_size} patch")
-
     def features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         """Final-LN token states [B, 1 + N, d] (class token first)."""
-        self._check_pixels(pixel_values, interpolate_pos_encoding)
+        cfg = self.config
+        check_pixel_values(
+            pixel_values, cfg.num_channels, cfg.patch_size, None if interpolate_pos_encoding else cfg.image_size
+        )
         h, w = pixel_values.shape[-2:]
         x = self.patch_embed(pixel_values.to(self.patch_embed.weight.dtype)).flatten(2).transpose(1, 2)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
