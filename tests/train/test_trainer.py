@@ -164,3 +164,23 @@ def test_translation_task_with_bpe_and_bleu(tmp_path):
     assert 0.0 <= r["bleu"] <= 100.0 and "case:lc" in r["bleu_signature"]
     assert len(r["task"].last_hypotheses) == 20
     assert (tmp_path / "run" / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize("model", ["vit-mnist-patch4", "activator-mnist"])
+def test_image_classification_on_digits(tmp_path, model):
+    cfg = TrainConfig(
+        model=model,
+        task="image_classification",
+        data={"dataset": "digits"},
+        model_overrides={"n_layers": 1, "patch_size": 2},
+        out_dir=str(tmp_path),
+        max_steps=60,
+        batch_size=64,
+        lr=3e-3,
+        warmup_steps=5,
+        eval_interval=0,
+        progress=False,
+    )
+    r = train(cfg)
+    assert r["model"].config.image_size == 8 and r["model"].config.num_channels == 1
+    assert r["accuracy"] > 0.4, r["accuracy"]  # 10 classes: chance is 0.1

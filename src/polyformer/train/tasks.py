@@ -206,9 +206,92 @@ class Seq2SeqTask:
         return result
 
 
+class ImageTask:
+    """Image classification on an in-memory dataset: MNIST, CIFAR batch files, an image folder, or
+    scikit-learn's 8x8 digits. ``data``: dataset, path, and optionally crop_padding, flip, mean, std,
+    val_fraction (for datasets without a test split)."""
+
+    kind = "image"
+
+    def __init__(self, data: dict, batch_size: int, seed: int):
+        from ..data import images as im
+
+        name = data.get("dataset")
+        self.tokenizer = None
+        if name == "mnist":
+            folder = _need(data, "path", "image_classification")
+            train, test = im.load_mnist(folder, "train"), im.load_mnist(folder, "test")
+        elif name == "cifar":
+            train_files = _need(data, "train_files", "image_classification")
+            test_files = _need(data, "test_files", "image_classification")
+            train = tuple(torch.cat(t) for t in zip(*(im.load_cifar_batch(f) for f in train_files)))
+            test = tuple(torch.cat(t) for t in zip(*(im.load_cifar_batch(f) for f in test_files)))
+        elif name in ("folder", "digits"):
+            if name == "folder":
+                x, y, _ = im.load_image_folder(
+                    _need(data, "path", "image_classification"), int(data.get("channels", 3)), data.get("size")
+                )
+            else:
+                x, y = im.load_digits()
+            perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+            n_val = max(1, int(len(y) * float(data.get("val_fraction", 0.2))))
+            train, test = (x[perm[n_val:]], y[perm[n_val:]]), (x[perm[:n_val]], y[perm[:n_val]])
+        else:
+            raise ConfigError(f"data.dataset must be mnist, cifar, folder or digits, got {name!r}")
+        mean, std = data.get("mean"), data.get("std")
+        self.train, self.test = im.ImageData(*train, mean, std), im.ImageData(*test, mean, std)
+        self.num_classes = int(max(train[1].max(), test[1].max())) + 1
+        self.crop, self.flip = int(data.get("crop_padding", 0)), bool(data.get("flip", False))
+        self.batch_size = batch_size
+        self.gen = torch.Generator().manual_seed(seed)
+        self._queue: list = []
+        self.epoch = 0
+
+    def model_overrides(self) -> dict:
+        x = self.train.images
+        return {"num_classes": self.num_classes, "num_channels": x.shape[1], "image_size": x.shape[-1]}
+
+    def state_dict(self) -> dict:
+        return {"queue": list(self._queue), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._queue = [list(b) for b in state.get("queue", [])]
+        self.epoch = int(state.get("epoch", 0))
+
+    def num_tokens(self, batch) -> int:
+        return batch["x"].shape[0]  # images
+
+    def train_batch(self) -> dict:
+        if not self._queue:
+            perm = torch.randperm(len(self.train), generator=self.gen).tolist()
+            self._queue = [perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size)][::-1]
+            self.epoch += 1
+        x, y = self.train.batch(self._queue.pop(), self.crop, self.flip, self.gen)
+        return {"x": x, "y": y}
+
+    def loss(self, model, batch):
+        return model(batch["x"], labels=batch["y"]).loss
+
+    @torch.no_grad()
+    def evaluate(self, model, batch_size: int = 500, **_) -> dict:
+        correct, total, loss = 0, 0, 0.0
+        for i in range(0, len(self.test), batch_size):
+            x, y = self.test.batch(list(range(i, min(i + batch_size, len(self.test)))))
+            logits = model(x).logits
+            loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
+            correct += int((logits.argmax(-1) == y).sum())
+            total += len(y)
+        return {"val_loss": loss / total, "accuracy": correct / total, "epoch": self.epoch}
+
+
 def make_task(task: str, data: dict, batch_size: int, max_tokens: int, seed: int, block_size: int):
     if task == "char_lm":
         return LMTask(data, batch_size, seed, block_size)
     if task in SEQ2SEQ_TASKS or task == "translation":
         return Seq2SeqTask(task, data, batch_size, max_tokens, seed)
-    raise ConfigError(f"unknown task '{task}': choose from char_lm, translation, {', '.join(sorted(SEQ2SEQ_TASKS))}")
+    if task == "image_classification":
+        return ImageTask(data, batch_size, seed)
+    raise ConfigError(
+        f"unknown task '{task}': choose from char_lm, translation, image_classification, "
+        f"{', '.join(sorted(SEQ2SEQ_TASKS))}"
+    )

@@ -245,6 +245,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     bar = tqdm(total=cfg.max_steps, initial=step, disable=not cfg.progress, dynamic_ncols=True, desc="train")
     tokens, t_log = 0, time.perf_counter()
     stop_reason = "max_steps"
+    if step >= cfg.max_steps:  # a finished run: report its final evaluation again
+        last_eval = evaluate(step)
 
     def checkpoint() -> None:
         _save_state(out, model, optimizer, task, step, cfg, time_offset + time.perf_counter() - t_start - eval_seconds)
