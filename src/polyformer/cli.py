@@ -6,6 +6,8 @@
     polyformer eval RUN_DIR [key=value ...]
     polyformer generate CKPT --prompt TEXT [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P]
     polyformer translate CKPT [TEXT ...] [--beams K]      (reads lines from stdin without TEXT)
+    polyformer predict CKPT IMAGE... [--top-k 5]
+    polyformer convert HF_DIR OUT_DIR  |  polyformer convert CKPT OUT_DIR --to-hf
 
 Bad input gives one line on stderr and exit code 2; ``--debug`` shows the traceback instead.
 """
@@ -151,6 +153,54 @@ def _cmd_translate(args) -> None:
             print(tok.decode(row))
 
 
+def _cmd_predict(args) -> None:
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from .io import read_json
+    from .modeling import from_pretrained
+
+    model = from_pretrained(args.checkpoint)
+    cfg = model.config
+    if cfg.family not in ("vit", "activator"):
+        raise PolyformerError(f"the model in {args.checkpoint} is not an image classifier")
+    pre_path = Path(args.checkpoint) / "preprocessor.json"
+    pre = read_json(pre_path, "preprocessor") if pre_path.exists() else {}
+    mean = torch.tensor(pre.get("mean", [0.5] * cfg.num_channels)).view(-1, 1, 1)
+    std = torch.tensor(pre.get("std", [0.5] * cfg.num_channels)).view(-1, 1, 1)
+    names = pre.get("class_names") or [str(i) for i in range(cfg.num_classes)]
+    mode = {1: "L", 3: "RGB"}.get(cfg.num_channels)
+    if mode is None:
+        raise PolyformerError(f"predict supports 1- or 3-channel models, this one has {cfg.num_channels}")
+    k = min(args.top_k, cfg.num_classes)
+    for path in args.images:
+        try:
+            with Image.open(path) as im:
+                im = im.convert(mode).resize((cfg.image_size, cfg.image_size), Image.BILINEAR)
+                x = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
+        except FileNotFoundError:
+            raise PolyformerError(f"image {path} does not exist") from None
+        except (UnidentifiedImageError, OSError) as e:
+            raise PolyformerError(f"{path} is not a readable image: {e}") from None
+        x = x.view(cfg.image_size, cfg.image_size, cfg.num_channels).permute(2, 0, 1).float() / 255.0
+        with torch.no_grad():
+            probs = model(((x - mean) / std)[None]).logits.softmax(-1)[0]
+        top = probs.topk(k)
+        shown = ", ".join(f"{names[i]} {p:.3f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+        print(f"{path}: {shown}")
+
+
+def _cmd_convert(args) -> None:
+    from .interop import from_hf, to_hf
+    from .modeling import from_pretrained
+
+    if args.to_hf:
+        to_hf(from_pretrained(args.source), args.dest)
+    else:
+        from_hf(args.source).save_pretrained(args.dest)
+    print(f"wrote {args.dest}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="polyformer", description="Build, train and compare transformer families.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -194,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--beams", type=int, default=5)
     s.add_argument("--length-penalty", type=float, default=1.0)
     s.set_defaults(fn=_cmd_translate)
+
+    s = sub.add_parser("predict", help="top-k classes of images with an image classifier checkpoint")
+    s.add_argument("checkpoint")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--top-k", type=int, default=5)
+    s.set_defaults(fn=_cmd_predict)
+
+    s = sub.add_parser("convert", help="Hugging Face checkpoint <-> polyformer checkpoint")
+    s.add_argument("source")
+    s.add_argument("dest")
+    s.add_argument("--to-hf", action="store_true", help="polyformer -> Hugging Face (default: the reverse)")
+    s.set_defaults(fn=_cmd_convert)
     return p
 
 
@@ -201,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        for name in ("seq_len", "batch_size", "max_new_tokens", "beams"):
+        for name in ("seq_len", "batch_size", "max_new_tokens", "beams", "top_k"):
             v = getattr(args, name, None)
             if v is not None and v < 1:
                 raise PolyformerError(f"--{name.replace('_', '-')} must be >= 1, got {v}")

@@ -218,6 +218,7 @@ class ImageTask:
 
         name = data.get("dataset")
         self.tokenizer = None
+        self.class_names: list[str] | None = None
         if name == "mnist":
             folder = _need(data, "path", "image_classification")
             train, test = im.load_mnist(folder, "train"), im.load_mnist(folder, "test")
@@ -250,6 +251,16 @@ class ImageTask:
     def model_overrides(self) -> dict:
         x = self.train.images
         return {"num_classes": self.num_classes, "num_channels": x.shape[1], "image_size": x.shape[-1]}
+
+    def preprocessor(self) -> dict:
+        x = self.train.images
+        return {
+            "image_size": x.shape[-1],
+            "num_channels": x.shape[1],
+            "mean": self.train.mean.flatten().tolist(),
+            "std": self.train.std.flatten().tolist(),
+            "class_names": self.class_names,
+        }
 
     def state_dict(self) -> dict:
         return {"queue": list(self._queue), "epoch": self.epoch}

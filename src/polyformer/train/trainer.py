@@ -138,6 +138,8 @@ def _save_state(out: Path, model, optimizer, task, step: int, cfg: TrainConfig, 
     from safetensors.torch import save
 
     model.save_pretrained(out, tokenizer=task.tokenizer)
+    if hasattr(task, "preprocessor"):  # how inputs were normalised, for prediction later
+        atomic_write_json(out / "preprocessor.json", task.preprocessor())
     tensors, meta_state = {}, {}
     for idx, st in optimizer.state_dict()["state"].items():
         for k, v in st.items():
