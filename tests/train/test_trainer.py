@@ -184,3 +184,11 @@ def test_image_classification_on_digits(tmp_path, model):
     r = train(cfg)
     assert r["model"].config.image_size == 8 and r["model"].config.num_channels == 1
     assert r["accuracy"] > 0.4, r["accuracy"]  # 10 classes: chance is 0.1
+
+
+def test_vit_position_table_and_class_token_are_not_decayed():
+    model = create_model("vit-mnist-patch4", n_layers=1)
+    decay, _ = param_groups(model, 0.05)
+    ids = {id(p) for p in decay["params"]}
+    assert id(model.pos_embed) not in ids and id(model.cls_token) not in ids
+    assert id(model.patch_embed.weight) in ids

@@ -112,6 +112,8 @@ class ViTConfig(BaseConfig):
 class ViT(PolyModel):
     """``model(pixel_values, labels=None, interpolate_pos_encoding=False)``, pixel_values [B, C, H, W]."""
 
+    no_weight_decay = ("pos_embed", "cls_token")  # embeddings: kept out of AdamW's weight decay
+
     def __init__(self, config: ViTConfig):
         super().__init__()
         self.config = cfg = config

@@ -24,7 +24,9 @@ SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    no_decay_ids = set()
+    """Two AdamW groups: decayed matrices, and everything else. A model can name further parameters
+    to keep out of decay in ``no_weight_decay`` (e.g. ViT's position table and class token)."""
+    no_decay_ids = {id(p) for n, p in model.named_parameters() if n in getattr(model, "no_weight_decay", ())}
     for module in model.modules():
         if (
             isinstance(module, (nn.Embedding, nn.LayerNorm))
