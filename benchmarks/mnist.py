@@ -38,9 +38,12 @@ def main() -> int:
         if args.only and name != args.only:
             continue
         cfg = load_train_config(ROOT / cfg_path, [f"data.path={data}", "progress=false"])
-        r = train(cfg)
-        evals = [json.loads(line) for line in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
-        evals = [e for e in evals if e.get("kind") == "eval"]
+        state = Path(cfg.out_dir) / "trainer_state.json"
+        if not (state.exists() and json.loads(state.read_text())["step"] >= cfg.max_steps):
+            train(cfg)  # trains, or resumes an unfinished run
+        lines = [json.loads(line) for line in (Path(cfg.out_dir) / "metrics.jsonl").read_text().splitlines()]
+        evals = [e for e in lines if e.get("kind") == "eval"]
+        r = {**evals[-1], "parameters": next(e["parameters"] for e in reversed(lines) if e.get("kind") == "final")}
         results[name] = {
             "config": cfg_path,
             "parameters": r["parameters"],

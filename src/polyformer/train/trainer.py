@@ -23,7 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import BaseConfig, check, check_choice, check_positive_int
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_bytes, atomic_write_json, read_json
 from ..registry import build_model, get_config
 from .optim import SCHEDULES, build_optimizer, lr_at
@@ -182,7 +182,13 @@ def _load_state(out: Path, model, optimizer, task) -> tuple[int, float]:
     for k, v in meta["scalar_state"].items():
         idx, name = k.split(".", 1)
         state.setdefault(int(idx), {})[name] = v
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(
+            f"optimizer state in {out} does not fit this model's parameter groups ({e}); "
+            "the run was made with another config or version: use a new out_dir or resume=false"
+        ) from None
     torch.set_rng_state(tensors["rng.torch"])
     task.gen.set_state(tensors["rng.data"])
     task.load_state_dict(meta.get("task_state", {}))
