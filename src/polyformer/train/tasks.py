@@ -77,7 +77,22 @@ class LMTask:
         return {"val_loss": total / count}
 
 
-class Seq2SeqTask:
+class _EpochQueue:
+    """Epoch-wise data order: ``_queue`` holds the rest of the current epoch's batches (lists of
+    example indices); saved with checkpoints so a resumed run sees exactly the same batches."""
+
+    _queue: list
+    epoch: int
+
+    def state_dict(self) -> dict:
+        return {"queue": list(self._queue), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._queue = [list(b) for b in state.get("queue", [])]
+        self.epoch = int(state.get("epoch", 0))
+
+
+class Seq2SeqTask(_EpochQueue):
     kind = "seq2seq"
 
     def __init__(self, task: str, data: dict, batch_size: int, max_tokens: int, seed: int):
@@ -123,18 +138,10 @@ class Seq2SeqTask:
             "eos_token_id": t.eos_id,
         }
 
-    def state_dict(self) -> dict:
-        """Where the data order stands (the rest of the current epoch), for exact resumption."""
-        return {"queue": list(self._queue), "epoch": self.epoch}
-
     def num_tokens(self, batch) -> int:
         """Real (non-padding) source + target tokens in a batch."""
         pad = self.tokenizer.pad_id
         return int((batch["src"] != pad).sum() + (batch["labels"] != pad).sum())
-
-    def load_state_dict(self, state: dict) -> None:
-        self._queue = [list(b) for b in state.get("queue", [])]
-        self.epoch = int(state.get("epoch", 0))
 
     def train_batch(self) -> dict:
         if not self._queue:
@@ -206,7 +213,7 @@ class Seq2SeqTask:
         return result
 
 
-class ImageTask:
+class ImageTask(_EpochQueue):
     """Image classification on an in-memory dataset: MNIST, CIFAR batch files, an image folder, or
     scikit-learn's 8x8 digits. ``data``: dataset, path, and optionally crop_padding, flip, mean, std,
     val_fraction (for datasets without a test split)."""
@@ -261,13 +268,6 @@ class ImageTask:
             "std": self.train.std.flatten().tolist(),
             "class_names": self.class_names,
         }
-
-    def state_dict(self) -> dict:
-        return {"queue": list(self._queue), "epoch": self.epoch}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._queue = [list(b) for b in state.get("queue", [])]
-        self.epoch = int(state.get("epoch", 0))
 
     def num_tokens(self, batch) -> int:
         return batch["x"].shape[0]  # images
