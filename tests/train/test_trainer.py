@@ -192,3 +192,38 @@ def test_vit_position_table_and_class_token_are_not_decayed():
     ids = {id(p) for p in decay["params"]}
     assert id(model.pos_embed) not in ids and id(model.cls_token) not in ids
     assert id(model.patch_embed.weight) in ids
+
+
+def test_image_task_resume_after_interrupt_is_exact(tmp_path, monkeypatch):
+    from polyformer.train.tasks import ImageTask
+
+    def cfg(out):
+        return TrainConfig(
+            model="activator-mnist",
+            task="image_classification",
+            data={"dataset": "digits", "crop_padding": 1},
+            out_dir=str(out),
+            max_steps=6,
+            batch_size=32,
+            warmup_steps=1,
+            eval_interval=0,
+            progress=False,
+            model_overrides={"n_layers": 1, "patch_size": 2, "dropout": 0.1},
+        )
+
+    full = train(cfg(tmp_path / "a"))["model"]
+    original, calls = ImageTask.train_batch, {"n": 0}
+
+    def crashing(self):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(ImageTask, "train_batch", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(tmp_path / "b"))
+    monkeypatch.setattr(ImageTask, "train_batch", original)
+    resumed = train(cfg(tmp_path / "b"))["model"]
+    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), k
