@@ -64,13 +64,34 @@ def test_to_hf_round_trip_loads_in_transformers(hf_dir, tmp_path):
         )
 
 
-def test_transformers_5_in_memory_layout_and_bin_files(tmp_path):
+V4_TO_V5 = [  # transformers 5.x renames (conversion_mapping.py), applied here whatever version is installed
+    (r"vit\.encoder\.layer\.", "vit.layers."),
+    (r"attention\.attention\.query", "attention.q_proj"),
+    (r"attention\.attention\.key", "attention.k_proj"),
+    (r"attention\.attention\.value", "attention.v_proj"),
+    (r"attention\.output\.dense", "attention.o_proj"),
+    (r"intermediate\.dense", "mlp.fc1"),
+    (r"\.output\.dense", ".mlp.fc2"),
+]
+
+
+def test_transformers_5_layout_in_a_bin_file(tmp_path):
+    import re
+
+    from safetensors.torch import load_file
+
     hf = _hf_model()
-    hf.save_pretrained(tmp_path / "ref")
+    hf.save_pretrained(tmp_path / "ref")  # the 4.x/Hub layout on disk
+    state = {}
+    for key, value in load_file(str(tmp_path / "ref" / "model.safetensors")).items():
+        for pattern, repl in V4_TO_V5:
+            key = re.sub(pattern, repl, key)
+        state[key] = value
+    assert "vit.layers.0.attention.q_proj.weight" in state and "vit.layers.1.mlp.fc2.bias" in state
+    assert not any("encoder.layer" in k or ".query." in k for k in state)
     (tmp_path / "v5").mkdir()
     (tmp_path / "v5" / "config.json").write_text((tmp_path / "ref" / "config.json").read_text())
-    torch.save(hf.state_dict(), tmp_path / "v5" / "pytorch_model.bin")  # 5.x names: vit.layers.i.attention.q_proj
-    assert any(".q_proj." in k for k in hf.state_dict()) or any(".query." in k for k in hf.state_dict())
+    torch.save(state, tmp_path / "v5" / "pytorch_model.bin")
     ours = from_hf(tmp_path / "v5")
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
