@@ -25,10 +25,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from polyformer.train import load_train_config, train  # noqa: E402
 
 TARGET = 1.88
-RECIPES = {
-    "baseline": ("configs/shakespeare_char.yaml", []),
-    "fast": ("configs/shakespeare_char_fast.yaml", []),
-}
+RECIPES = {"baseline": "configs/shakespeare_char.yaml", "fast": "configs/shakespeare_char_fast.yaml"}
 
 
 def time_to_target(metrics_path: Path, target: float):
@@ -51,12 +48,12 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     results = {}
-    for name, (cfg_path, extra) in RECIPES.items():
+    for name, cfg_path in RECIPES.items():
         if args.only and name != args.only:
             continue
         out = ROOT / "runs" / f"bench_shakespeare_{name}"
         cfg = load_train_config(
-            ROOT / cfg_path, [*extra, f"out_dir={out}", f"data.path={args.data}", "resume=false", "progress=false"]
+            ROOT / cfg_path, [f"out_dir={out}", f"data.path={args.data}", "resume=false", "progress=false"]
         )
         if (out / "metrics.jsonl").exists():
             (out / "metrics.jsonl").unlink()

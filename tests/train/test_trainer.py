@@ -61,6 +61,29 @@ def test_training_reduces_loss_and_writes_metrics(tmp_path):
     assert lines[-1]["kind"] == "final" and math.isfinite(r["val_loss"])
 
 
+def _crash_then_resume(monkeypatch, task_cls, make_cfg, out, crash, at_call: int):
+    """Run make_cfg(out) with task_cls.train_batch raising ``crash`` on call ``at_call``, then rerun
+    the same config (which resumes); returns the resumed run's model."""
+    original, calls = task_cls.train_batch, {"n": 0}
+
+    def crashing(self):
+        calls["n"] += 1
+        if calls["n"] == at_call:
+            raise crash
+        return original(self)
+
+    monkeypatch.setattr(task_cls, "train_batch", crashing)
+    with pytest.raises(crash):
+        train(make_cfg(out))
+    monkeypatch.setattr(task_cls, "train_batch", original)
+    return out, train(make_cfg(out))["model"]
+
+
+def _assert_same_weights(a, b):
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), k
+
+
 @pytest.mark.parametrize("crash,saved_at", [(KeyboardInterrupt, 5), (MemoryError, 4)])
 def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, monkeypatch, crash, saved_at):
     """Ctrl-C saves a checkpoint on the way out; a hard crash falls back to the last periodic one.
@@ -68,24 +91,16 @@ def test_resume_after_a_crash_continues_to_the_same_weights(tmp_path, monkeypatc
     from polyformer.train.tasks import Seq2SeqTask
 
     full = train(_cfg(tmp_path / "a", max_steps=8))["model"]
-    original = Seq2SeqTask.train_batch
-    calls = {"n": 0}
+    saved = {}
 
-    def crashing(self):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise crash  # dies while fetching the batch of step 6
-        return original(self)
+    def make_cfg(out):
+        if (out / "trainer_state.json").exists() and not saved:
+            saved["step"] = json.loads((out / "trainer_state.json").read_text())["step"]
+        return _cfg(out, max_steps=8, ckpt_interval=4)
 
-    monkeypatch.setattr(Seq2SeqTask, "train_batch", crashing)
-    with pytest.raises(crash):
-        train(_cfg(tmp_path / "b", max_steps=8, ckpt_interval=4))
-    monkeypatch.setattr(Seq2SeqTask, "train_batch", original)
-    state = json.loads((tmp_path / "b" / "trainer_state.json").read_text())
-    assert state["step"] == saved_at
-    resumed = train(_cfg(tmp_path / "b", max_steps=8, ckpt_interval=4))["model"]
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), k
+    _, resumed = _crash_then_resume(monkeypatch, Seq2SeqTask, make_cfg, tmp_path / "b", crash, at_call=6)
+    assert saved["step"] == saved_at  # where the crashed run left its checkpoint (dies during step 6)
+    _assert_same_weights(full, resumed)
 
 
 def test_yaml_overrides(tmp_path):
@@ -212,18 +227,5 @@ def test_image_task_resume_after_interrupt_is_exact(tmp_path, monkeypatch):
         )
 
     full = train(cfg(tmp_path / "a"))["model"]
-    original, calls = ImageTask.train_batch, {"n": 0}
-
-    def crashing(self):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt
-        return original(self)
-
-    monkeypatch.setattr(ImageTask, "train_batch", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg(tmp_path / "b"))
-    monkeypatch.setattr(ImageTask, "train_batch", original)
-    resumed = train(cfg(tmp_path / "b"))["model"]
-    for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values()):
-        assert torch.equal(a, b), k
+    _, resumed = _crash_then_resume(monkeypatch, ImageTask, cfg, tmp_path / "b", KeyboardInterrupt, at_call=4)
+    _assert_same_weights(full, resumed)
