@@ -3,7 +3,7 @@ trained with the same recipe and budget.
 
     python benchmarks/mnist.py [--only vit|activator]
 
-Configs: configs/mnist_vit.yaml and configs/mnist_activator.yaml (10 epochs, batch 128, AdamW, cosine,
+Configs: configs/mnist_vit.yaml and configs/mnist_activator.yaml (30 epochs, batch 128, AdamW, cosine,
 random crop with 2-pixel padding). Runs are resumable (runs/mnist_*). Results: benchmarks/results/mnist.json.
 """
 

@@ -45,3 +45,29 @@ def test_convert_both_ways(tmp_path, capsys):
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         assert torch.allclose(again(x).logits, hf(x).logits, atol=1e-5)
+
+
+def test_finetune_a_converted_hf_checkpoint_from_the_cli(tmp_path, capsys):
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.ViTConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=8,
+        patch_size=4,
+        num_channels=1,
+        num_labels=3,
+    )
+    transformers.ViTForImageClassification(cfg).save_pretrained(tmp_path / "hf")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "ours")]) == 0
+    (tmp_path / "ft.yaml").write_text(
+        "task: image_classification\ndata: {dataset: digits}\nmax_steps: 3\nbatch_size: 16\n"
+        "eval_interval: 0\nprogress: false\n"
+    )
+    args = [f"init_from={tmp_path / 'ours'}", "trainable_blocks=1", "layer_decay=0.75", f"out_dir={tmp_path / 'ft'}"]
+    assert main(["train", str(tmp_path / "ft.yaml"), *args]) == 0
+    out = capsys.readouterr().out
+    assert "new head for 10 classes (the checkpoint had 3)" in out
+    tuned = json.loads((tmp_path / "ft" / "config.json").read_text())["config"]
+    assert tuned["num_classes"] == 10 and tuned["d_model"] == 16 and tuned["n_layers"] == 2

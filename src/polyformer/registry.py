@@ -90,11 +90,15 @@ def build_model(config):
     return _FAMILIES[config.family].build(config)
 
 
-def model_from_config_dict(family: str, config: dict):
+def config_from_dict(family: str, config: dict):
+    """The typed config of ``family`` from a plain dict (as stored in a checkpoint's config.json)."""
     _ensure_loaded()
     if family not in _FAMILIES:
         raise ConfigError(f"unknown model family '{family}'.{suggest(family, _FAMILIES)}")
-    cls = _FAMILIES[family].config_cls
     if not isinstance(config, dict):
         raise ConfigError(f"config for family '{family}' must be a JSON object")
-    return build_model(cls.from_dict(config))
+    return _FAMILIES[family].config_cls.from_dict(config)
+
+
+def model_from_config_dict(family: str, config: dict):
+    return build_model(config_from_dict(family, config))

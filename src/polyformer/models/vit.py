@@ -46,6 +46,15 @@ def check_pixel_values(x, num_channels: int, patch_size: int, image_size: int | 
         raise DataError(f"images of {h}x{w} are smaller than one {patch_size}x{patch_size} patch")
 
 
+def resize_positions(table: torch.Tensor, grid: int, size: tuple[int, int]) -> torch.Tensor:
+    """[1, 1 + grid^2, d] (class position first) -> [1, 1 + h*w, d], bicubic on the patch grid."""
+    d = table.shape[-1]
+    cls_pos, patch_pos = table[:, :1], table[:, 1:]
+    patches = patch_pos.reshape(1, grid, grid, d).permute(0, 3, 1, 2)
+    patches = F.interpolate(patches, size=size, mode="bicubic", align_corners=False)
+    return torch.cat([cls_pos, patches.permute(0, 2, 3, 1).reshape(1, size[0] * size[1], d)], dim=1)
+
+
 @dataclass
 class ViTConfig(BaseConfig):
     family = "vit"
@@ -141,10 +150,20 @@ class ViT(PolyModel):
         gh, gw = height // cfg.patch_size, width // cfg.patch_size
         if gh == gw == cfg.grid:
             return self.pos_embed
-        cls_pos, patch_pos = self.pos_embed[:, :1], self.pos_embed[:, 1:]
-        grid = patch_pos.reshape(1, cfg.grid, cfg.grid, cfg.d_model).permute(0, 3, 1, 2)
-        grid = F.interpolate(grid, size=(gh, gw), mode="bicubic", align_corners=False)
-        return torch.cat([cls_pos, grid.permute(0, 2, 3, 1).reshape(1, gh * gw, cfg.d_model)], dim=1)
+        return resize_positions(self.pos_embed, cfg.grid, (gh, gw))
+
+    def adapt_checkpoint_state(self, state: dict) -> list[str]:
+        """Fine-tuning at another resolution: resize a checkpoint's position table (in ``state``) to
+        this model's patch grid, as DeiT and timm do. Returns what was changed."""
+        old = state.get("pos_embed")
+        if old is None or old.shape == self.pos_embed.shape or old.shape[-1] != self.config.d_model:
+            return []
+        side = int(round((old.shape[1] - 1) ** 0.5))
+        if side * side != old.shape[1] - 1:
+            return []  # not a square grid: let the shape check report it
+        g = self.config.grid
+        state["pos_embed"] = resize_positions(old, side, (g, g))
+        return [f"init_from: position table resized from a {side}x{side} to a {g}x{g} patch grid (bicubic)"]
 
     def features(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
         """Final-LN token states [B, 1 + N, d] (class token first)."""
@@ -194,6 +213,20 @@ register_model(
     n_layers=6,
     n_heads=4,
     d_ff=256,
+    num_classes=10,
+    norm_eps=1e-6,
+)
+register_model(
+    "vit-mnist-tiny-patch4",
+    "vit",
+    "0.2M-parameter ViT for 28x28 greyscale images, patch 4, width 64",
+    image_size=28,
+    patch_size=4,
+    num_channels=1,
+    d_model=64,
+    n_layers=6,
+    n_heads=4,
+    d_ff=128,
     num_classes=10,
     norm_eps=1e-6,
 )

@@ -19,13 +19,18 @@ import torch
 from torch import nn
 
 from ..config import check_choice
+from ..errors import ConfigError
 
 SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: decayed matrices, and everything else. A model can name further parameters
-    to keep out of decay in ``no_weight_decay`` (e.g. ViT's position table and class token)."""
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
+    """AdamW groups: decayed matrices, and everything else. A model can name further parameters
+    to keep out of decay in ``no_weight_decay`` (e.g. ViT's position table and class token).
+    Frozen parameters (``requires_grad=False``) are left out.
+
+    ``layer_decay < 1`` splits both groups by depth (see ``finetune``): each group carries an
+    ``lr_scale`` = layer_decay^(L + 1 - depth) that the trainer multiplies into the learning rate."""
     no_decay_ids = {id(p) for n, p in model.named_parameters() if n in getattr(model, "no_weight_decay", ())}
     for module in model.modules():
         if (
@@ -34,18 +39,29 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
             or "Positional" in type(module).__name__
         ):
             no_decay_ids.update(id(p) for p in module.parameters(recurse=False))
-    decay, no_decay, seen = [], [], set()
-    for p in model.parameters():
+    if not 0.0 < layer_decay <= 1.0:
+        raise ConfigError(f"layer_decay must be in (0, 1], got {layer_decay}")
+    depths, top = {}, 0
+    if layer_decay < 1.0:
+        from .finetune import block_stack, layer_depths
+
+        depths, top = layer_depths(model), block_stack(model)[1] + 1
+    groups: dict[tuple[int, bool], list] = {}
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
             continue
         seen.add(id(p))
-        if id(p) in no_decay_ids or p.dim() < 2:
-            no_decay.append(p)
-        else:
-            decay.append(p)
+        decayed = not (id(p) in no_decay_ids or p.dim() < 2)
+        groups.setdefault((depths.get(name, top), decayed), []).append(p)
+    if layer_decay == 1.0:  # the plain two groups (decayed first), as in every run without decay
+        return [
+            {"params": groups.get((0, True), []), "weight_decay": weight_decay},
+            {"params": groups.get((0, False), []), "weight_decay": 0.0},
+        ]
     return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        {"params": ps, "weight_decay": weight_decay if decayed else 0.0, "lr_scale": layer_decay ** (top - depth)}
+        for (depth, decayed), ps in sorted(groups.items(), key=lambda kv: (kv[0][0], not kv[0][1]))
     ]
 
 
@@ -56,11 +72,14 @@ def build_optimizer(
     betas=(0.9, 0.999),
     eps: float = 1e-8,
     fused: bool | None = None,
+    layer_decay: float = 1.0,
 ) -> torch.optim.AdamW:
     kwargs = {}
     if fused is not None:
         kwargs["fused"] = fused
-    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=tuple(betas), eps=eps, **kwargs)
+    return torch.optim.AdamW(
+        param_groups(model, weight_decay, layer_decay), lr=lr, betas=tuple(betas), eps=eps, **kwargs
+    )
 
 
 def lr_at(

@@ -63,6 +63,11 @@ class TrainConfig(BaseConfig):
     stop_val_loss: float = 0.0  # stop once an evaluation reaches this validation loss
     resume: bool = True
     progress: bool = True
+    # fine-tuning (see polyformer.train.finetune)
+    init_from: str = ""  # a checkpoint directory: start from its architecture and weights
+    reset_head: bool = False  # with init_from: a fresh head even when the class count is unchanged
+    trainable_blocks: int = -1  # k >= 0: freeze all but the last k blocks (and the head); -1 = train all
+    layer_decay: float = 1.0  # layer-wise lr decay: block i of L trains at lr * layer_decay^(L + 1 - i)
 
     def __post_init__(self):
         check_positive_int("max_steps", self.max_steps)
@@ -73,6 +78,8 @@ class TrainConfig(BaseConfig):
         check(self.warmup_steps >= 0, "warmup_steps", self.warmup_steps, ">= 0")
         check(self.eval_interval >= 0, "eval_interval", self.eval_interval, ">= 0")
         check(self.grad_clip >= 0, "grad_clip", self.grad_clip, ">= 0 (0 = no clipping)")
+        check(0.0 < self.layer_decay <= 1.0, "layer_decay", self.layer_decay, "in (0, 1]")
+        check(self.trainable_blocks >= -1, "trainable_blocks", self.trainable_blocks, ">= 0, or -1 for all")
         for f in ("model_overrides", "data", "eval"):
             check(isinstance(getattr(self, f), dict), f, getattr(self, f), "a mapping")
 
@@ -195,28 +202,78 @@ def _load_state(out: Path, model, optimizer, task) -> tuple[int, float]:
     return int(meta["step"]), float(meta.get("train_time", 0.0))
 
 
+def _checkpoint_config(directory: Path):
+    from ..registry import config_from_dict
+
+    meta = read_json(directory / "config.json", "checkpoint config")
+    if not isinstance(meta, dict) or "family" not in meta or "config" not in meta:
+        raise CheckpointError(f"init_from: {directory / 'config.json'} is not a polyformer checkpoint config")
+    return config_from_dict(meta["family"], meta["config"])
+
+
+def _check_fits_data(model_cfg, data_overrides: dict, init: Path) -> None:
+    """Fine-tuning data must have the input format the checkpoint was trained on (the class count
+    and, for ViT, the image size may change)."""
+    for key in ("num_channels", "vocab_size"):
+        want, got = getattr(model_cfg, key, None), data_overrides.get(key)
+        if want is not None and got is not None and want != got:
+            raise ConfigError(
+                f"init_from {init}: the checkpoint takes {key}={want} but the data has {got}"
+                + ("; convert the images (data.channels)" if key == "num_channels" else "")
+            )
+
+
 # ------------------------------------------------------------------------------------ the loop
 def train(cfg: TrainConfig, log=print) -> dict:
     """Run training; returns the final metrics (also appended to ``out_dir/metrics.jsonl``)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model_cfg = get_config(cfg.model, **cfg.model_overrides)
-    block = model_cfg.max_seq_len
     out = Path(cfg.out_dir)
+    resuming = cfg.resume and (out / STATE_NAME).exists()
+    init = Path(cfg.init_from) if cfg.init_from else None
+    if init is not None:  # the architecture comes from the checkpoint (the run's own copy on resume)
+        model_cfg = _checkpoint_config(out if resuming and (out / "config.json").exists() else init)
+        model_cfg = model_cfg.replace(**cfg.model_overrides)
+    else:
+        model_cfg = get_config(cfg.model, **cfg.model_overrides)
+    block = model_cfg.max_seq_len
     data = dict(cfg.data)
-    if cfg.resume and (out / STATE_NAME).exists() and (out / "tokenizer.json").exists():
-        data.setdefault("tokenizer", str(out / "tokenizer.json"))  # resume with the exact same vocabulary
+    for src in (out, init) if resuming else (init,):  # the exact same vocabulary as the weights
+        if src is not None and (src / "tokenizer.json").exists():
+            data.setdefault("tokenizer", str(src / "tokenizer.json"))
     task = make_task(cfg.task, data, cfg.batch_size, cfg.max_tokens, cfg.seed, block)
-    model_cfg = model_cfg.replace(**{**task.model_overrides(), **cfg.model_overrides})
+    task_overrides = task.model_overrides()
+    if init is not None:
+        _check_fits_data(model_cfg, task_overrides, init)
+        task_overrides = {k: v for k, v in task_overrides.items() if k == "num_classes" or hasattr(model_cfg, k)}
+    model_cfg = model_cfg.replace(**{**task_overrides, **cfg.model_overrides})
     model = build_model(model_cfg)
     model.tokenizer = task.tokenizer
+    if init is not None and not resuming:
+        from .finetune import load_for_finetuning, replace_head
+
+        load_for_finetuning(model, init, log)
+        if cfg.reset_head:
+            replace_head(model, model_cfg.num_classes)
+            log("init_from: head re-initialised (reset_head=true)")
+    if cfg.trainable_blocks >= 0:
+        from .finetune import freeze_all_but_last
+
+        n_train = freeze_all_but_last(model, cfg.trainable_blocks)
+        log(f"training the last {cfg.trainable_blocks} blocks and the head: {n_train / 1e6:.3f}M parameters")
     optimizer = build_optimizer(
-        model, cfg.lr, cfg.weight_decay, (cfg.beta1, cfg.beta2), cfg.eps, fused=cfg.fused_optimizer or None
+        model,
+        cfg.lr,
+        cfg.weight_decay,
+        (cfg.beta1, cfg.beta2),
+        cfg.eps,
+        fused=cfg.fused_optimizer or None,
+        layer_decay=cfg.layer_decay,
     )
     out.mkdir(parents=True, exist_ok=True)
     step, time_offset = 0, 0.0  # time_offset: training seconds spent before a resume
-    if cfg.resume and (out / STATE_NAME).exists():
+    if resuming:
         step, time_offset = _load_state(out, model, optimizer, task)
         log(f"resumed from {out} at step {step}")
     atomic_write_json(out / "train_config.json", cfg.to_dict())
@@ -268,7 +325,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         while step < cfg.max_steps:
             lr = lr_at(step, cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.max_steps, cfg.min_lr, model_cfg.d_model)
             for g in optimizer.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             batch = task.train_batch()
             with autocast:
                 loss = task.loss(fwd_model, batch)
