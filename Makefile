@@ -29,6 +29,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/shakespeare_char.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/vit_throughput.py
 	$(PY) benchmarks/mnist.py
 	$(PY) benchmarks/multi30k.py
 
