@@ -28,9 +28,9 @@ from polyformer import create_model  # noqa: E402
 from polyformer.interop import to_hf  # noqa: E402
 
 
-def timed(fn) -> float:
+def timed(model, x) -> float:
     t0 = time.perf_counter()
-    fn()
+    model(x)
     return time.perf_counter() - t0
 
 
@@ -61,8 +61,8 @@ def main() -> int:
                 hf(pixel_values=x)
             t_ours, t_hf = [], []
             for _ in range(args.repeats):
-                t_ours.append(timed(lambda: ours(x)))
-                t_hf.append(timed(lambda: hf(pixel_values=x)))
+                t_ours.append(timed(ours, x))
+                t_hf.append(timed(hf, x))
         ours_ips = args.batch / statistics.median(t_ours)
         hf_ips = args.batch / statistics.median(t_hf)
         results[name] = {
