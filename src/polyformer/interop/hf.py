@@ -1,4 +1,4 @@
-"""Hugging Face checkpoint directories <-> polyformer models.
+"""Hugging Face checkpoint directories <-> polyformer models (ViT here; Jamba and Mamba in ``hf_jamba``).
 
 ``from_hf(path)`` reads ``config.json`` and ``model.safetensors`` (or ``pytorch_model.bin``, loaded with
 ``torch.load(weights_only=True)``) and accepts both state-dict layouts of transformers: 4.x names (what
@@ -129,32 +129,53 @@ def _vit_config_from_hf(hf: dict):
     )
 
 
+SUPPORTED = ("vit", "jamba", "mamba")
+
+
 def from_hf(path: str | os.PathLike):
-    """Load a Hugging Face checkpoint directory as a polyformer model (ViT for now)."""
+    """Load a Hugging Face checkpoint directory (ViT, Jamba or Mamba) as a polyformer model."""
     from ..registry import build_model
+    from . import hf_jamba
 
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"{path} is not a Hugging Face checkpoint directory")
     hf = read_json(path / "config.json", "Hugging Face config")
     kind = hf.get("model_type")
-    if kind != "vit":
-        raise CheckpointError(f"model_type '{kind}' is not supported by from_hf yet (supported: vit)")
-    config = _vit_config_from_hf(hf)
+    if kind not in SUPPORTED:
+        raise CheckpointError(f"model_type '{kind}' is not supported by from_hf (supported: {', '.join(SUPPORTED)})")
+    if kind == "vit":
+        config = _vit_config_from_hf(hf)
+    elif kind == "jamba":
+        config = hf_jamba.jamba_config_from_hf(hf)
+    else:
+        config = hf_jamba.mamba_config_from_hf(hf)
     model = build_model(config)
-    state = _vit_hf_to_ours(_read_state(path))
-    own = model.state_dict()
-    if "head.weight" not in state:
+    raw = _read_state(path)
+    if kind == "vit":
+        state = _vit_hf_to_ours(raw)
+    elif kind == "jamba":
+        state = hf_jamba.jamba_state_from_hf(raw)
+    else:
+        state = hf_jamba.mamba_state_from_hf(raw)
+    from ..modeling import _alias_groups
+
+    alias = _alias_groups(model)
+    own = {k: v for k, v in model.state_dict().items() if k not in alias}
+    if kind == "vit" and "head.weight" not in state:
         warnings.warn("checkpoint has no classifier: the head is freshly initialised", stacklevel=2)
         state["head.weight"], state["head.bias"] = own["head.weight"], own["head.bias"]
+    for k in alias:  # tied weights (Mamba's lm_head) may be stored under either name
+        state.pop(k, None)
     missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or extra:
         raise CheckpointError(f"weights in {path} do not fit its config: missing {missing[:3]}, unexpected {extra[:3]}")
     for k, v in own.items():
         if state[k].shape != v.shape:
             raise CheckpointError(f"'{k}' has shape {tuple(state[k].shape)} in {path}, config needs {tuple(v.shape)}")
-    model.load_state_dict(state)
-    model.hf_labels = hf.get("id2label")
+    model.load_state_dict(state, strict=False)
+    if kind == "vit":
+        model.hf_labels = hf.get("id2label")
     return model.eval()
 
 
@@ -163,8 +184,20 @@ def to_hf(model, path: str | os.PathLike) -> Path:
     from safetensors.torch import save
 
     cfg = model.config
+    if cfg.family == "jamba":
+        from safetensors.torch import save
+
+        from .hf_jamba import jamba_to_hf
+
+        state, config = jamba_to_hf(model)
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+        atomic_write_bytes(path / "model.safetensors", save(state, metadata={"format": "pt"}))
+        atomic_write_json(path / "config.json", config)
+        return path
     if cfg.family != "vit":
-        raise CheckpointError(f"to_hf supports the vit family for now, not '{cfg.family}'")
+        raise CheckpointError(f"to_hf supports the vit and jamba families, not '{cfg.family}'")
     if cfg.pooling != "cls" or not cfg.bias or cfg.activation not in _ACT_TO_HF or cfg.norm != "layernorm":
         raise CheckpointError("only models with cls pooling, biases, LayerNorm and GELU/ReLU map onto HF ViT")
     path = Path(path)

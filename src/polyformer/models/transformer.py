@@ -286,12 +286,19 @@ def _init_weights(model: nn.Module, cfg: TransformerConfig, n_residual_layers: i
             nn.init.zeros_(p)
 
 
-def _check_ids(ids, name: str, max_len: int) -> None:
+def _check_ids(ids, name: str, max_len: int | None, vocab_size: int | None = None) -> None:
     if not isinstance(ids, torch.Tensor):
         raise DataError(f"{name} must be a torch.Tensor of token ids, got {type(ids).__name__}")
     if ids.dim() != 2:
         raise DataError(f"{name} must have shape [batch, length], got {tuple(ids.shape)}")
-    if ids.shape[1] > max_len:
+    if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+        raise DataError(f"{name} must hold integer token ids, got {ids.dtype}")
+    if vocab_size is not None and ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise DataError(
+            f"{name} holds ids outside [0, {vocab_size}) (min {int(ids.min())}, max {int(ids.max())}); "
+            "the tokenizer does not match the model's vocab_size"
+        )
+    if max_len is not None and ids.shape[1] > max_len:
         raise SequenceTooLongError(
             f"{name} has length {ids.shape[1]}, longer than the model allows (max_seq_len={max_len}); "
             "truncate it or use a model with a larger max_seq_len"

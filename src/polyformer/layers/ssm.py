@@ -1,0 +1,203 @@
+"""Selective state-space layer (Mamba; Gu & Dao 2023, arXiv 2312.00752) and its scans.
+
+Selective scan, per channel d and state index n (A diagonal, A < 0):
+    a_t = exp(Δ_{t,d} A_{d,n}),      h_t = a_t h_{t-1} + Δ_{t,d} B_{t,n} x_{t,d},      y_{t,d} = Σ_n C_{t,n} h_{t,n}
+(zero-order hold for A, Euler for B, as in the paper's code). Δ, B, C depend on the input: "selective".
+
+Two implementations, both taking an initial state h_0 and returning the final state h_L:
+- ``selective_scan_ref``: the recurrence above, one step per position (the reference).
+- ``selective_scan_chunked``: cut the sequence into chunks of Q positions and run all chunks at once.
+  With Γ_t = Σ_{r<=t, r in chunk} Δ_r (so Π a_r = exp(A Γ_t) exactly), the state inside chunk c is
+      h_t = hloc_t + exp(A Γ_t) ⊙ s_c
+  where hloc is the recurrence started from zero inside the chunk (Q steps, every chunk in parallel)
+  and s_c the true state entering the chunk: s_{c+1} = exp(A Γ_end) ⊙ s_c + hloc_end (one step per
+  chunk). Every exponent is A times a non-negative sum, so every factor is in (0, 1]: nothing can
+  overflow, unlike the cheaper form exp(S_t) cumsum(exp(-S_s) u_s). About 2Q + L/Q Python steps
+  instead of L, each on [batch, L/Q, inner, state]; no [batch, L, inner, state] tensor is formed.
+Both compute in float32 (float64 if given float64), whatever the input dtype, as Hugging Face does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .norms import RMSNorm
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def selective_scan_ref(x, dt, A, B, C, h0=None):
+    """x, dt: [b, L, d]; A: [d, n]; B, C: [b, L, n]; h0: [b, d, n] or None.
+    Returns y [b, L, d] (input dtype) and the final state h_L [b, d, n] (compute dtype)."""
+    ct = _compute_dtype(x.dtype)
+    b, L, d = x.shape
+    x, dt, A, B, C = x.to(ct), dt.to(ct), A.to(ct), B.to(ct), C.to(ct)
+    h = torch.zeros(b, d, A.shape[1], dtype=ct, device=x.device) if h0 is None else h0.to(ct)
+    ys = []
+    for t in range(L):
+        a = torch.exp(dt[:, t, :, None] * A)
+        h = a * h + (dt[:, t] * x[:, t])[:, :, None] * B[:, t, None, :]
+        ys.append(torch.matmul(h, C[:, t, :, None]).squeeze(-1))
+    y = torch.stack(ys, dim=1) if ys else x.new_zeros(b, 0, d)
+    return y, h
+
+
+def default_chunk(length: int) -> int:
+    """Q minimising the number of Python steps 2Q + L/Q."""
+    return max(1, min(length, round(math.sqrt(length / 2))))
+
+
+def selective_scan_chunked(x, dt, A, B, C, h0=None, chunk: int | None = None):
+    """Same contract as :func:`selective_scan_ref`; ``chunk`` = Q (default ~ sqrt(L/2))."""
+    in_dtype = x.dtype
+    ct = _compute_dtype(in_dtype)
+    b, L, d = x.shape
+    n = A.shape[1]
+    if L == 0:
+        h = torch.zeros(b, d, n, dtype=ct, device=x.device) if h0 is None else h0.to(ct)
+        return x.new_zeros(b, 0, d), h
+    q_len = chunk or default_chunk(L)
+    nc = -(-L // q_len)
+    pad = nc * q_len - L
+    x, dt, A, B, C = x.to(ct), dt.to(ct), A.to(ct), B.to(ct), C.to(ct)
+    if pad:  # Δ = 0 on padding: a = 1 and no input, so the state passes through unchanged
+        x, dt = F.pad(x, (0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
+        B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+    dt = dt.view(b, nc, q_len, d)
+    u = dt * x.view(b, nc, q_len, d)
+    B = B.view(b, nc, q_len, n)
+    C = C.view(b, nc, q_len, n)
+
+    # 1. every chunk from a zero state, all chunks at once
+    h = torch.zeros(b, nc, d, n, dtype=ct, device=x.device)
+    ys = []
+    for q in range(q_len):
+        h = torch.exp(dt[:, :, q, :, None] * A) * h + u[:, :, q, :, None] * B[:, :, q, None, :]
+        ys.append(torch.matmul(h, C[:, :, q, :, None]).squeeze(-1))
+    y = torch.stack(ys, dim=2)  # [b, nc, Q, d]
+
+    # 2. the true state entering each chunk, one step per chunk
+    gamma = dt.cumsum(dim=2)  # [b, nc, Q, d]
+    if nc == 1 and h0 is None:
+        return y.view(b, q_len, d)[:, :L].to(in_dtype), h[:, 0]
+    chunk_decay = torch.exp(gamma[:, :, -1, :, None] * A)  # [b, nc, d, n]
+    s = torch.zeros(b, d, n, dtype=ct, device=x.device) if h0 is None else h0.to(ct)
+    starts = []
+    for c in range(nc):
+        starts.append(s)
+        s = chunk_decay[:, c] * s + h[:, c]
+    start = torch.stack(starts, dim=1)  # [b, nc, d, n]
+
+    # 3. add what the entering state contributes: C_t . (exp(A Γ_t) ⊙ s_c)
+    corr = [
+        torch.matmul(torch.exp(gamma[:, :, q, :, None] * A) * start, C[:, :, q, :, None]).squeeze(-1)
+        for q in range(q_len)
+    ]
+    y = y + torch.stack(corr, dim=2)
+    return y.reshape(b, nc * q_len, d)[:, :L].to(in_dtype), s
+
+
+def selective_scan(x, dt, A, B, C, h0=None, impl: str = "chunked", chunk: int | None = None):
+    if impl == "ref":
+        return selective_scan_ref(x, dt, A, B, C, h0)
+    if impl == "chunked":
+        return selective_scan_chunked(x, dt, A, B, C, h0, chunk)
+    raise ValueError(f"scan impl must be 'chunked' or 'ref', got {impl!r}")
+
+
+@dataclass
+class MambaState:
+    """What a Mamba layer carries between calls: the last K-1 conv inputs [b, d_inner, K-1] and
+    the SSM state [b, d_inner, d_state]."""
+
+    conv: torch.Tensor | None = None
+    ssm: torch.Tensor | None = None
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if self.conv is not None:
+            self.conv = self.conv.index_select(0, index)
+            self.ssm = self.ssm.index_select(0, index)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.conv, self.ssm) if t is not None)
+
+
+class MambaMixer(nn.Module):
+    """The Mamba block's mixer (Gu & Dao 2023, Fig. 3):
+        [x, z] = W_in u;   x = act(causal depthwise conv_K(x));   (δ, B, C) = W_x x
+        Δ = softplus(W_Δ δ + b_Δ);   y = SelectiveScan(x; Δ, A, B, C) + D ⊙ x;   out = W_out (y ⊙ act(z))
+    with A = -exp(A_log), A_log initialised to log(1..N) for every channel (S4D-real). ``dt_norms``
+    adds Jamba's RMSNorms on δ, B and C (Lieber et al. 2024, arXiv 2403.19887).
+
+    ``attention_mask`` [b, L] (1 = token, 0 = padding) zeroes padded inputs before and after the
+    convolution, so left padding leaves no trace in the state. With a :class:`MambaState` the layer
+    continues from it and updates it, for any number of new tokens."""
+
+    def __init__(
+        self,
+        d_model: int,
+        d_inner: int,
+        d_state: int = 16,
+        d_conv: int = 4,
+        dt_rank: int | None = None,
+        conv_bias: bool = True,
+        proj_bias: bool = False,
+        dt_norms: bool = False,
+        norm_eps: float = 1e-6,
+        activation: str = "silu",
+        scan_impl: str = "chunked",
+    ):
+        super().__init__()
+        self.d_inner, self.d_state, self.d_conv = d_inner, d_state, d_conv
+        self.dt_rank = dt_rank or math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=proj_bias)
+        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, bias=conv_bias, padding=0)
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1))
+        self.D = nn.Parameter(torch.ones(d_inner))
+        self.out_proj = nn.Linear(d_inner, d_model, bias=proj_bias)
+        if dt_norms:
+            self.dt_layernorm = RMSNorm(self.dt_rank, norm_eps)
+            self.b_layernorm = RMSNorm(d_state, norm_eps)
+            self.c_layernorm = RMSNorm(d_state, norm_eps)
+        self.dt_norms = dt_norms
+        self.act = {"silu": F.silu, "gelu": F.gelu, "relu": F.relu}[activation]
+        self.scan_impl = scan_impl
+
+    def forward(self, u, attention_mask=None, state: MambaState | None = None, chunk: int | None = None):
+        b, L, _ = u.shape
+        x, z = self.in_proj(u).chunk(2, dim=-1)
+        keep = None if attention_mask is None else attention_mask[:, -L:, None].to(x.dtype)
+        if keep is not None:
+            x = x * keep
+        # causal depthwise convolution over [previous K-1 inputs ; x]
+        xt = x.transpose(1, 2)  # [b, d_inner, L]
+        k = self.d_conv - 1
+        if state is not None and state.conv is not None:
+            xt = torch.cat([state.conv.to(xt.dtype), xt], dim=-1)
+        else:
+            xt = F.pad(xt, (k, 0))
+        if state is not None:
+            state.conv = xt[:, :, xt.shape[-1] - k :].detach() if k else xt[:, :, :0]
+        x = self.act(self.conv1d(xt)).transpose(1, 2)  # [b, L, d_inner]
+        if keep is not None:
+            x = x * keep
+        dt, Bm, Cm = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
+        if self.dt_norms:
+            dt, Bm, Cm = self.dt_layernorm(dt), self.b_layernorm(Bm), self.c_layernorm(Cm)
+        dt = F.softplus(self.dt_proj(dt))
+        A = -torch.exp(self.A_log.float())
+        h0 = state.ssm if state is not None else None
+        y, h = selective_scan(x, dt, A, Bm, Cm, h0, self.scan_impl, chunk)
+        if state is not None:
+            state.ssm = h.detach()
+        y = y + x * self.D.to(x.dtype)
+        return self.out_proj(y * self.act(z))
