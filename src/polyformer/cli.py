@@ -55,6 +55,9 @@ def _cmd_info(args) -> None:
         (f"activations, training (seq {s.seq_len}, batch {s.batch_size})", human_bytes(s.activation_bytes_train)),
         (f"KV cache (seq {s.seq_len}, batch {s.batch_size})", human_bytes(s.kv_cache_bytes)),
     ]
+    if s.active_parameters is not None:
+        rows.insert(3, ("active parameters per token", f"{s.active_parameters:,} ({human_count(s.active_parameters)})"))
+        rows.append((f"SSM + conv state (batch {s.batch_size}, any length)", human_bytes(s.state_bytes)))
     if args.json:
         print(json.dumps(s.__dict__))
         return

@@ -7,6 +7,8 @@
 * Activation memory for training, per layer (Korthikanti et al. 2022, no recomputation):
   s b h (34 + 5 a s / h) bytes in 16-bit, scaled by the dtype width.
 * KV cache: 2 (K and V) x attention layers x n_kv_heads x head_dim x length x batch x bytes.
+* Hybrid models (Jamba): FLOPs count only the top_k active experts of each MoE layer; Mamba layers
+  keep d_inner x (d_conv - 1 + d_state) numbers per sequence whatever the length.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class ModelStats:
     seq_len: int
     batch_size: int
     dtype: str
+    active_parameters: int | None = None  # mixture of experts: parameters used per token
+    state_bytes: int = 0  # recurrent state (Mamba layers), independent of the length
 
 
 def _count_matmul(model: nn.Module) -> int:
@@ -61,6 +65,8 @@ def model_stats(
     d = cfg.d_model
     arch = getattr(cfg, "arch", "encoder")  # families without `arch` (ViT) are encoders: no KV cache
     head_dim = cfg.d_model // cfg.n_heads
+    if hasattr(cfg, "layer_types"):  # hybrid (Jamba / Mamba): attention in some layers, SSM state in the rest
+        return _hybrid_stats(name, cfg, model, n_params, n_mm, seq_len, batch_size, dtype, nbytes)
     if arch == "encoder-decoder":
         enc, dec = cfg.n_layers, cfg.decoder_layers
         attn_layers = enc + 2 * dec  # encoder self, decoder self and cross
@@ -76,6 +82,36 @@ def model_stats(
     act = int(layers * seq_len * batch_size * d * (34 + 5 * cfg.n_heads * seq_len / d) * nbytes / 2)
     return ModelStats(
         name, n_params, n_mm, float(fwd), float(3 * fwd), n_params * nbytes, act, kv, seq_len, batch_size, dtype
+    )
+
+
+def _hybrid_stats(name, cfg, model, n_params, n_mm, seq_len, batch_size, dtype, nbytes) -> ModelStats:
+    """Jamba/Mamba: only top_k of an MoE layer's experts run per token; only attention layers keep
+    keys and values; Mamba layers keep a fixed-size state (conv inputs and SSM state) at any length."""
+    d, head_dim = cfg.d_model, cfg.d_model // cfg.n_heads
+    n_attn = cfg.layer_types.count("attention")
+    n_mamba = cfg.n_layers - n_attn
+    idle_experts = sum(e - cfg.top_k for e in cfg.layer_experts if e > 1)
+    per_expert = 3 * d * cfg.d_ff
+    active_mm = n_mm - idle_experts * per_expert
+    fwd = 2 * active_mm + 2 * n_attn * seq_len * d
+    kv = 2 * n_attn * cfg.n_kv_heads * head_dim * seq_len * batch_size * nbytes
+    state = n_mamba * cfg.d_inner * (cfg.d_conv - 1 + cfg.d_state) * batch_size * nbytes
+    act = int(seq_len * batch_size * d * (34 * cfg.n_layers + 5 * cfg.n_heads * seq_len / d * n_attn) * nbytes / 2)
+    return ModelStats(
+        name,
+        n_params,
+        n_mm,
+        float(fwd),
+        float(3 * fwd),
+        n_params * nbytes,
+        act,
+        kv,
+        seq_len,
+        batch_size,
+        dtype,
+        active_parameters=model.active_parameters(),
+        state_bytes=state,
     )
 
 
