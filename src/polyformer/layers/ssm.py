@@ -13,7 +13,8 @@ Two implementations, both taking an initial state h_0 and returning the final st
   and s_c the true state entering the chunk: s_{c+1} = exp(A Γ_end) ⊙ s_c + hloc_end (one step per
   chunk). Every exponent is A times a non-negative sum, so every factor is in (0, 1]: nothing can
   overflow, unlike the cheaper form exp(S_t) cumsum(exp(-S_s) u_s). About 2Q + L/Q Python steps
-  instead of L, each on [batch, L/Q, inner, state]; no [batch, L, inner, state] tensor is formed.
+  instead of L, each on [batch, L/Q, inner, state], in place; no [batch, L, inner, state] tensor is
+  formed. Its backward is written by hand (``_ChunkedScan``) and recomputes states group by group.
 Both compute in float32 (float64 if given float64), whatever the input dtype, as Hugging Face does.
 """
 
@@ -59,49 +60,145 @@ def selective_scan_chunked(x, dt, A, B, C, h0=None, chunk: int | None = None):
     in_dtype = x.dtype
     ct = _compute_dtype(in_dtype)
     b, L, d = x.shape
-    n = A.shape[1]
     if L == 0:
-        h = torch.zeros(b, d, n, dtype=ct, device=x.device) if h0 is None else h0.to(ct)
+        h = torch.zeros(b, d, A.shape[1], dtype=ct, device=x.device) if h0 is None else h0.to(ct)
         return x.new_zeros(b, 0, d), h
-    q_len = chunk or default_chunk(L)
-    nc = -(-L // q_len)
-    pad = nc * q_len - L
-    x, dt, A, B, C = x.to(ct), dt.to(ct), A.to(ct), B.to(ct), C.to(ct)
-    if pad:  # Δ = 0 on padding: a = 1 and no input, so the state passes through unchanged
-        x, dt = F.pad(x, (0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
-        B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
-    dt = dt.view(b, nc, q_len, d)
-    u = dt * x.view(b, nc, q_len, d)
-    B = B.view(b, nc, q_len, n)
-    C = C.view(b, nc, q_len, n)
+    q_len = min(chunk or default_chunk(L), L)
+    args = [t.to(ct).contiguous() for t in (x, dt, A, B, C)]
+    h0 = None if h0 is None else h0.to(ct).contiguous()
+    y, h = _ChunkedScan.apply(*args, h0, q_len)
+    return y.to(in_dtype), h
 
-    # 1. every chunk from a zero state, all chunks at once
-    h = torch.zeros(b, nc, d, n, dtype=ct, device=x.device)
-    ys = []
-    for q in range(q_len):
-        h = torch.exp(dt[:, :, q, :, None] * A) * h + u[:, :, q, :, None] * B[:, :, q, None, :]
-        ys.append(torch.matmul(h, C[:, :, q, :, None]).squeeze(-1))
-    y = torch.stack(ys, dim=2)  # [b, nc, Q, d]
 
-    # 2. the true state entering each chunk, one step per chunk
-    gamma = dt.cumsum(dim=2)  # [b, nc, Q, d]
-    if nc == 1 and h0 is None:
-        return y.view(b, q_len, d)[:, :L].to(in_dtype), h[:, 0]
-    chunk_decay = torch.exp(gamma[:, :, -1, :, None] * A)  # [b, nc, d, n]
-    s = torch.zeros(b, d, n, dtype=ct, device=x.device) if h0 is None else h0.to(ct)
-    starts = []
-    for c in range(nc):
-        starts.append(s)
-        s = chunk_decay[:, c] * s + h[:, c]
-    start = torch.stack(starts, dim=1)  # [b, nc, d, n]
+def _to_chunks(t: torch.Tensor, q_len: int, nc: int) -> torch.Tensor:
+    """[b, nc*Q, k] -> [Q, b*nc, k], contiguous, so that position q of every chunk is one slice."""
+    b, _, k = t.shape
+    return t.view(b, nc, q_len, k).permute(2, 0, 1, 3).reshape(q_len, b * nc, k)
 
-    # 3. add what the entering state contributes: C_t . (exp(A Γ_t) ⊙ s_c)
-    corr = [
-        torch.matmul(torch.exp(gamma[:, :, q, :, None] * A) * start, C[:, :, q, :, None]).squeeze(-1)
-        for q in range(q_len)
-    ]
-    y = y + torch.stack(corr, dim=2)
-    return y.reshape(b, nc * q_len, d)[:, :L].to(in_dtype), s
+
+def _from_chunks(t: torch.Tensor, b: int, L: int) -> torch.Tensor:
+    """Inverse of :func:`_to_chunks`, dropping the padding: [Q, b*nc, k] -> [b, L, k]."""
+    q_len, m, k = t.shape
+    nc = m // b
+    return t.view(q_len, b, nc, k).permute(1, 2, 0, 3).reshape(b, nc * q_len, k)[:, :L]
+
+
+_GROUP_ELEMENTS = 1 << 23  # backward keeps the states of this many (chunk, position, channel, state) at once
+
+
+class _ChunkedScan(torch.autograd.Function):
+    """The chunked scan with a hand-written backward.
+
+    Forward: (1) the recurrence from zero inside every chunk, all chunks at once, in place;
+    (2) the states entering each chunk, s_{c+1} = exp(A Γ_end) ⊙ s_c + hloc_end; (3) the output
+    correction C_t · (exp(A Γ_t) ⊙ s_c). Only the entering states [b, L/Q, d, n] are saved.
+
+    Backward, with g_t = dL/dh_t = C_t ⊗ dy_t + a_{t+1} ⊙ g_{t+1} (the adjoint recurrence, run in
+    reverse): (1) the adjoint from zero inside every chunk, keeping a_first ⊙ g_first; (2) the adjoint
+    G_c entering each chunk's end from the future, G_{c-1} = a_first ⊙ gloc_first + exp(A Γ_end) ⊙ G_c;
+    (3) for groups of chunks, recompute the true states forward, then run the true adjoint backward
+    and collect dC_t = Σ_d dy_t h_t, d(Δx)_t = Σ_n g_t B_t, dB_t = Σ_d g_t (Δx)_t and, through
+    d(log a_t) = g_t ⊙ h_{t-1} ⊙ a_t, dΔ_t = Σ_n d(log a_t) A and dA = Σ_t d(log a_t) Δ_t.
+    """
+
+    @staticmethod
+    def forward(ctx, x, dt, A, B, C, h0, q_len):
+        b, L, d = x.shape
+        n = A.shape[1]
+        nc = -(-L // q_len)
+        pad = nc * q_len - L
+        if pad:  # Δ = 0 on padding: a = 1 and no input, so the state passes through unchanged
+            x, dt = F.pad(x, (0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
+            B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
+        m = b * nc
+        dtq, xq = _to_chunks(dt, q_len, nc), _to_chunks(x, q_len, nc)
+        uq = dtq * xq
+        Bq, Cq = _to_chunks(B, q_len, nc), _to_chunks(C, q_len, nc)
+        h = x.new_zeros(m, d, n)
+        a = x.new_empty(m, d, n)
+        y = x.new_empty(q_len, m, d)
+        for q in range(q_len):  # (1) every chunk from a zero state
+            torch.exp(torch.mul(dtq[q, :, :, None], A, out=a), out=a)
+            h.mul_(a).addcmul_(uq[q, :, :, None], Bq[q, :, None, :])
+            torch.bmm(h, Cq[q, :, :, None], out=y[q, :, :, None])
+        h_end = h.view(b, nc, d, n)
+        gamma_end = dtq.sum(0)  # [m, d]
+        decay = torch.exp(gamma_end[:, :, None] * A).view(b, nc, d, n)
+        starts = x.new_empty(b, nc, d, n)
+        s = x.new_zeros(b, d, n) if h0 is None else h0
+        for c in range(nc):  # (2) the state entering each chunk
+            starts[:, c] = s
+            s = torch.addcmul(h_end[:, c], decay[:, c], s)
+        if h0 is not None or nc > 1:  # (3) what the entering state adds to each output
+            gamma = dtq.cumsum(0)
+            st = starts.view(m, d, n)
+            for q in range(q_len):
+                torch.exp(torch.mul(gamma[q, :, :, None], A, out=a), out=a).mul_(st)
+                y[q, :, :, None].baddbmm_(a, Cq[q, :, :, None])
+        ctx.save_for_backward(x, dt, A, B, C, starts)
+        ctx.shape, ctx.has_h0 = (b, L, q_len, nc), h0 is not None
+        return _from_chunks(y, b, L), s
+
+    @staticmethod
+    def backward(ctx, gy, gh):
+        x, dt, A, B, C, starts = ctx.saved_tensors
+        b, L, q_len, nc = ctx.shape
+        d, n = A.shape
+        m = b * nc
+        if gy is None:
+            gy = x.new_zeros(b, L, d)
+        gy = F.pad(gy, (0, 0, 0, nc * q_len - L)) if nc * q_len > L else gy
+        dtq, xq = _to_chunks(dt, q_len, nc), _to_chunks(x, q_len, nc)
+        uq = dtq * xq
+        Bq, Cq, gyq = _to_chunks(B, q_len, nc), _to_chunks(C, q_len, nc), _to_chunks(gy.contiguous(), q_len, nc)
+        a = x.new_empty(m, d, n)
+
+        # (1) the adjoint from zero inside every chunk
+        g = x.new_zeros(m, d, n)
+        for q in range(q_len - 1, -1, -1):
+            g.addcmul_(Cq[q, :, None, :], gyq[q, :, :, None])
+            torch.exp(torch.mul(dtq[q, :, :, None], A, out=a), out=a)
+            g.mul_(a)  # now a_q ⊙ g_q: what flows into position q-1
+        into_prev = g.view(b, nc, d, n)
+        # (2) the adjoint entering each chunk's end from the future
+        decay = torch.exp(dtq.sum(0)[:, :, None] * A).view(b, nc, d, n)
+        G = x.new_empty(b, nc, d, n)
+        carry = x.new_zeros(b, d, n) if gh is None else gh.contiguous()
+        for c in range(nc - 1, -1, -1):
+            G[:, c] = carry
+            carry = torch.addcmul(into_prev[:, c], decay[:, c], carry)
+        gh0 = carry if ctx.has_h0 else None
+
+        # (3) true states and adjoints, a group of chunks at a time
+        gC, gu, gB = torch.empty_like(Cq), torch.empty_like(uq), torch.empty_like(Bq)
+        gdt_a = torch.empty_like(dtq)
+        gA = torch.zeros_like(A)
+        st, Gf = starts.view(m, d, n), G.view(m, d, n)
+        group = max(1, _GROUP_ELEMENTS // ((q_len + 1) * d * n))
+        for g0 in range(0, m, group):
+            sl = slice(g0, min(m, g0 + group))
+            k = sl.stop - sl.start
+            H = x.new_empty(q_len + 1, k, d, n)
+            H[0] = st[sl]
+            ak = x.new_empty(k, d, n)
+            for q in range(q_len):
+                torch.exp(torch.mul(dtq[q, sl, :, None], A, out=ak), out=ak)
+                torch.mul(H[q], ak, out=H[q + 1]).addcmul_(uq[q, sl, :, None], Bq[q, sl, None, :])
+            g = Gf[sl].clone()
+            tmp = x.new_empty(k, d, n)
+            for q in range(q_len - 1, -1, -1):
+                g.addcmul_(Cq[q, sl, None, :], gyq[q, sl, :, None])  # g_t
+                torch.bmm(gyq[q, sl, None, :], H[q + 1], out=gC[q, sl, None, :])
+                torch.bmm(g, Bq[q, sl, :, None], out=gu[q, sl, :, None])
+                torch.bmm(uq[q, sl, None, :], g, out=gB[q, sl, None, :])
+                torch.exp(torch.mul(dtq[q, sl, :, None], A, out=ak), out=ak)
+                torch.mul(g, H[q], out=tmp).mul_(ak)  # d(log a_t)
+                gA.add_(torch.bmm(tmp.permute(1, 2, 0), dtq[q, sl, :, None].transpose(0, 1)).squeeze(-1))
+                torch.sum(tmp.mul_(A), dim=-1, out=gdt_a[q, sl])
+                g.mul_(ak)
+        gx = _from_chunks(gu * dtq, b, L)
+        gdt = _from_chunks(gu * xq + gdt_a, b, L)
+        return gx, gdt, gA, _from_chunks(gB, b, L), _from_chunks(gC, b, L), gh0, None
 
 
 def selective_scan(x, dt, A, B, C, h0=None, impl: str = "chunked", chunk: int | None = None):
