@@ -3,6 +3,8 @@
 * :class:`LMTask` - next-token prediction on one text file (character tokenizer by default).
 * :class:`Seq2SeqTask` - source -> target pairs: synthetic digit tasks or parallel text files
   (e.g. Multi30k) with a BPE tokenizer trained on the training side.
+* :class:`SelectiveCopyTask` - the Mamba paper's selective copying, generated on the fly.
+* :class:`ImageTask` - image classification.
 """
 
 from __future__ import annotations
@@ -295,6 +297,70 @@ class ImageTask(_EpochQueue):
         return {"val_loss": loss / total, "accuracy": correct / total, "epoch": self.epoch}
 
 
+class SelectiveCopyTask:
+    """Selective copying (``tasks/selective_copy.py``): fresh random batches for training, a fixed
+    seeded set for evaluation. ``data``: length (512), n_data (16), vocab_size (16), n_val (512)."""
+
+    kind = "lm"
+
+    def __init__(self, data: dict, batch_size: int, seed: int):
+        from ..tasks.selective_copy import selective_copy_batch
+
+        self.length = int(data.get("length", 512))
+        self.n_data = int(data.get("n_data", 16))
+        self.vocab = int(data.get("vocab_size", 16))
+        try:
+            selective_copy_batch(1, self.length, self.n_data, self.vocab)
+        except ValueError as e:
+            raise ConfigError(f"selective_copy: {e}") from None
+        self.batch_size = batch_size
+        self.tokenizer = None
+        self.gen = torch.Generator().manual_seed(seed)
+        self.val = selective_copy_batch(
+            int(data.get("n_val", 512)), self.length, self.n_data, self.vocab, torch.Generator().manual_seed(seed + 1)
+        )
+
+    def model_overrides(self) -> dict:
+        return {"vocab_size": self.vocab}
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def num_tokens(self, batch) -> int:
+        return batch["x"].numel()
+
+    def train_batch(self) -> dict:
+        from ..tasks.selective_copy import selective_copy_batch
+
+        x, y = selective_copy_batch(self.batch_size, self.length, self.n_data, self.vocab, self.gen)
+        return {"x": x, "y": y}
+
+    def loss(self, model, batch):
+        return model(batch["x"], labels=batch["y"]).loss
+
+    @torch.no_grad()
+    def evaluate(self, model, **_) -> dict:
+        from ..tasks.selective_copy import answer_accuracy
+
+        x, y = self.val
+        correct = total = 0
+        loss = 0.0
+        for i in range(0, len(x), self.batch_size):
+            out = model(x[i : i + self.batch_size], labels=y[i : i + self.batch_size])
+            c, t = answer_accuracy(out.logits, y[i : i + self.batch_size])
+            correct, total = correct + c, total + t
+            loss += F.cross_entropy(
+                out.logits[:, :-1].reshape(-1, out.logits.shape[-1]).float(),
+                y[i : i + self.batch_size, 1:].reshape(-1),
+                ignore_index=-100,
+                reduction="sum",
+            ).item()
+        return {"val_loss": loss / total, "accuracy": correct / total}
+
+
 def make_task(task: str, data: dict, batch_size: int, max_tokens: int, seed: int, block_size: int):
     if task == "char_lm":
         return LMTask(data, batch_size, seed, block_size)
@@ -302,7 +368,9 @@ def make_task(task: str, data: dict, batch_size: int, max_tokens: int, seed: int
         return Seq2SeqTask(task, data, batch_size, max_tokens, seed)
     if task == "image_classification":
         return ImageTask(data, batch_size, seed)
+    if task == "selective_copy":
+        return SelectiveCopyTask(data, batch_size, seed)
     raise ConfigError(
-        f"unknown task '{task}': choose from char_lm, translation, image_classification, "
+        f"unknown task '{task}': choose from char_lm, translation, image_classification, selective_copy, "
         f"{', '.join(sorted(SEQ2SEQ_TASKS))}"
     )

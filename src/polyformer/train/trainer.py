@@ -61,6 +61,7 @@ class TrainConfig(BaseConfig):
     threads: int = 0  # 0 = torch's default
     max_time: float = 0.0  # seconds; 0 = no limit
     stop_val_loss: float = 0.0  # stop once an evaluation reaches this validation loss
+    stop_accuracy: float = 0.0  # stop once an evaluation reaches this accuracy (classification, copying)
     resume: bool = True
     progress: bool = True
     # fine-tuning (see polyformer.train.finetune)
@@ -372,8 +373,10 @@ def train(cfg: TrainConfig, log=print) -> dict:
                         if k not in ("step", "bleu_signature")
                     )
                 )
-                if cfg.stop_val_loss and last_eval.get("val_loss", math.inf) <= cfg.stop_val_loss:
-                    done, stop_reason = True, "stop_val_loss"
+                reached_loss = cfg.stop_val_loss and last_eval.get("val_loss", math.inf) <= cfg.stop_val_loss
+                reached_acc = cfg.stop_accuracy and last_eval.get("accuracy", -math.inf) >= cfg.stop_accuracy
+                if reached_loss or reached_acc:
+                    done, stop_reason = True, "stop_val_loss" if reached_loss else "stop_accuracy"
                     if not saved:
                         checkpoint()
             if done:

@@ -1,0 +1,39 @@
+import torch
+
+from polyformer.tasks.selective_copy import BLANK, SEP, answer_accuracy, selective_copy_batch
+from polyformer.train import TrainConfig, train
+
+
+def test_batch_layout():
+    ids, labels = selective_copy_batch(
+        8, length=40, n_data=5, vocab_size=10, generator=torch.Generator().manual_seed(0)
+    )
+    assert ids.shape == labels.shape == (8, 46)
+    for row, lab in zip(ids, labels):
+        context, sep, answer = row[:40], row[40], row[41:]
+        assert sep == SEP and (context != BLANK).sum() == 5
+        assert torch.equal(context[context != BLANK], answer)  # the data tokens, in order
+        assert ((answer >= 2) & (answer < 10)).all()
+        assert (lab[:41] == -100).all() and torch.equal(lab[41:], answer)
+
+
+def test_answer_accuracy_counts_only_the_answer():
+    ids, labels = selective_copy_batch(2, length=10, n_data=3, vocab_size=8)
+    perfect = torch.nn.functional.one_hot(labels.clamp_min(0).roll(-1, 1), 8).float()
+    assert answer_accuracy(perfect, labels) == (6, 6)
+
+
+def test_trains_and_stops_at_accuracy(tmp_path):
+    cfg = TrainConfig(
+        model="mamba-tiny",
+        task="selective_copy",
+        data={"length": 24, "n_data": 3, "vocab_size": 6, "n_val": 64},
+        out_dir=str(tmp_path),
+        max_steps=6,
+        batch_size=16,
+        eval_interval=3,
+        stop_accuracy=1.01,
+        progress=False,
+    )
+    r = train(cfg)
+    assert r["model"].config.vocab_size == 6 and 0.0 <= r["accuracy"] <= 1.0 and r["step"] == 6
