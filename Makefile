@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/shakespeare_char.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/vit_throughput.py
+	$(PY) benchmarks/jamba_speed.py
 	$(PY) benchmarks/mnist.py
 	$(PY) benchmarks/multi30k.py
 
