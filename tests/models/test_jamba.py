@@ -96,3 +96,26 @@ def test_save_and_load(tmp_path, tiny):
     mamba = create_model("mamba-tiny")
     mamba.save_pretrained(tmp_path / "m")
     assert from_pretrained(tmp_path / "m").lm_head.weight is not None
+
+
+def test_trains_with_the_trainer_on_text(tmp_path):
+    from polyformer.train import TrainConfig, train
+
+    (tmp_path / "t.txt").write_text("the quick brown fox jumps over the lazy dog. " * 40)
+    cfg = TrainConfig(
+        model="jamba-tiny",
+        task="char_lm",
+        data={"path": str(tmp_path / "t.txt"), "block_size": 64},
+        out_dir=str(tmp_path / "run"),
+        max_steps=30,
+        batch_size=8,
+        lr=3e-3,
+        warmup_steps=3,
+        eval_interval=30,
+        eval_iters=2,
+        progress=False,
+    )
+    r = train(cfg)
+    assert r["val_loss"] < 2.5, r["val_loss"]  # from ln(28) = 3.3 at chance
+    with pytest.raises(ConfigError, match="block_size"):
+        train(cfg.replace(data={"path": str(tmp_path / "t.txt"), "block_size": 10**6}, out_dir=str(tmp_path / "x")))

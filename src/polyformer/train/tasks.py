@@ -29,6 +29,9 @@ def _need(data: dict, key: str, task: str):
 
 
 class LMTask:
+    """Next-token prediction on one text file; ``data``: path, train_fraction (0.9), block_size
+    (window length; default the model's max_seq_len)."""
+
     kind = "lm"
 
     def __init__(self, data: dict, batch_size: int, seed: int, block_size: int):

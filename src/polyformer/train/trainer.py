@@ -238,7 +238,9 @@ def train(cfg: TrainConfig, log=print) -> dict:
         model_cfg = model_cfg.replace(**cfg.model_overrides)
     else:
         model_cfg = get_config(cfg.model, **cfg.model_overrides)
-    block = model_cfg.max_seq_len
+    block = int(cfg.data.get("block_size", model_cfg.max_seq_len))  # LM windows: the model's context by default
+    if not 1 <= block <= model_cfg.max_seq_len:
+        raise ConfigError(f"data.block_size must be in [1, max_seq_len={model_cfg.max_seq_len}], got {block}")
     data = dict(cfg.data)
     for src in (out, init) if resuming else (init,):  # the exact same vocabulary as the weights
         if src is not None and (src / "tokenizer.json").exists():
