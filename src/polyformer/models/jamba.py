@@ -346,13 +346,13 @@ register_model("jamba-v0.1", "jamba", "AI21 Jamba-v0.1 shape: 52B total / 12B ac
 register_model(
     "jamba-small",
     "jamba",
-    "CPU-sized Jamba: width 256, 8 layers (attention at 4), 4 experts top-2 every 2nd layer",
+    "CPU-sized Jamba: width 256, 8 layers (attention at 4), 4 experts (width 512) top-2 every 2nd layer",
     vocab_size=256,
     d_model=256,
     n_layers=8,
     n_heads=8,
     n_kv_heads=2,
-    d_ff=1024,
+    d_ff=512,
     num_experts=4,
     max_seq_len=65536,
 )
