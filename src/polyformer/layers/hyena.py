@@ -194,15 +194,19 @@ class HyenaOperator(nn.Module):
             self._spectrum, self._spectrum_key = (filter_spectrum(h, length), D), key
         return self._spectrum
 
-    def forward(self, u: torch.Tensor, cache: HyenaState | None = None) -> torch.Tensor:
-        """u [B, L, d]. With ``cache``: an empty one is filled by this (FFT) forward; a non-empty one
-        is continued by the new tokens, each costing O(L d) against the cached inputs."""
+    def forward(self, u: torch.Tensor, cache: HyenaState | None = None, mask: torch.Tensor | None = None):
+        """u [B, L, d]. ``mask`` [B, 1, L] (1 = token, 0 = padding) zeroes padded positions after the
+        input projection, so padding contributes nothing to any convolution. With ``cache``: an empty
+        one is filled by this (FFT) forward; a non-empty one is continued by the new tokens, each
+        costing O(L d) against the cached inputs."""
         if cache is not None and cache.length:
             return self._step(u, cache)
         b, length, _ = u.shape
-        if cache is None and length > self.l_max and self.filter_fn.pos_emb.trainable:
+        if length > self.l_max and self.filter_fn.pos_emb.trainable:
             self.filter_fn.pos_emb(length)  # raises the clear error
         z_in = self.in_proj(u).transpose(1, 2)  # [B, (N+1) d, L]
+        if mask is not None:
+            z_in = z_in * mask
         z = self.short_filter(z_in)[..., :length]
         *xs, v = z.split(self.d, dim=1)
         h_f, D = self._spectra(length)

@@ -1,3 +1,3 @@
 """Model families. Importing this package registers every family and preset."""
 
-from . import activator, jamba, transformer, vit  # noqa: F401
+from . import activator, hyena, jamba, transformer, vit  # noqa: F401
