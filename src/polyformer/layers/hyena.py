@@ -213,6 +213,8 @@ class HyenaOperator(nn.Module):
         inputs = []
         for o, x_i in enumerate(reversed(xs[1:])):
             v = self.dropout(v * x_i)
+            if mask is not None:  # the short convolution's bias makes padded positions non-zero again
+                v = v * mask
             inputs.append(v)
             v = fft_causal_conv(v, h_f=h_f[o], D=D[o])
         if cache is not None:
