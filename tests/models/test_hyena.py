@@ -166,3 +166,41 @@ def test_streaming_state_holds_the_inputs():
         op(torch.randn(1, 10, 8), cache=st)
         op(torch.randn(1, 1, 8), cache=st)
     assert st.length == 11 and st.inputs[0].shape == (1, 8, 11) and st.conv.shape == (1, 24, 2)
+
+
+def test_trainer_tasks_associative_recall_and_audio(tmp_path):
+    import wave
+
+    import numpy as np
+
+    from polyformer.train import TrainConfig, train
+
+    base = dict(out_dir=str(tmp_path / "ar"), max_steps=4, batch_size=8, eval_interval=4, progress=False)
+    r = train(
+        TrainConfig(
+            model="hyena-tiny",
+            task="associative_recall",
+            data={"vocab_size": 10, "seq_len": 16, "n_train": 64, "n_test": 16},
+            **base,
+        )
+    )
+    assert r["model"].config.vocab_size == 10 and 0 <= r["accuracy"] <= 1
+    rng = np.random.default_rng(0)
+    for digit in range(3):
+        for take in (0, 1, 5, 6, 7):
+            with wave.open(str(tmp_path / f"{digit}_ann_{take}.wav"), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(8000)
+                w.writeframes(rng.integers(-2000, 2000, 300 + 7 * take, dtype="<i2").tobytes())
+    for features in ("waveform", "log_mel"):
+        r = train(
+            TrainConfig(
+                model="hyena-audio",
+                task="audio_classification",
+                data={"path": str(tmp_path), "features": features},
+                model_overrides={"n_layers": 1},
+                **{**base, "out_dir": str(tmp_path / features)},
+            )
+        )
+        assert r["model"].config.num_classes == 3 and 0 <= r["accuracy"] <= 1

@@ -364,6 +364,120 @@ class SelectiveCopyTask:
         return {"val_loss": loss / total, "accuracy": correct / total}
 
 
+class AssociativeRecallTask(_EpochQueue):
+    """Associative recall (``tasks/associative_recall.py``). ``data``: vocab_size (30), seq_len (1024),
+    n_train (4000), n_test (500). Training scores every position; evaluation the recalled value."""
+
+    kind = "lm"
+
+    def __init__(self, data: dict, batch_size: int, seed: int):
+        from ..tasks.associative_recall import make_examples
+
+        self.vocab = int(data.get("vocab_size", 30))
+        seq_len = int(data.get("seq_len", 1024))
+        try:
+            self.x, self.y, _ = make_examples(int(data.get("n_train", 4000)), seq_len, self.vocab, seed)
+            self.test_x, _, self.test_y = make_examples(int(data.get("n_test", 500)), seq_len, self.vocab, seed + 1)
+        except ValueError as e:
+            raise ConfigError(f"associative_recall: {e}") from None
+        self.batch_size, self.tokenizer = batch_size, None
+        self.gen = torch.Generator().manual_seed(seed)
+        self._queue, self.epoch = [], 0
+
+    def model_overrides(self) -> dict:
+        return {"vocab_size": self.vocab}
+
+    def num_tokens(self, batch) -> int:
+        return batch["x"].numel()
+
+    def train_batch(self) -> dict:
+        if not self._queue:
+            perm = torch.randperm(len(self.x), generator=self.gen).tolist()
+            self._queue = [perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size)][::-1]
+            self.epoch += 1
+        idx = self._queue.pop()
+        return {"x": self.x[idx], "y": self.y[idx]}
+
+    def loss(self, model, batch):
+        return model(batch["x"], labels=batch["y"], shift_labels=False).loss
+
+    @torch.no_grad()
+    def evaluate(self, model, **_) -> dict:
+        correct, loss = 0, 0.0
+        for i in range(0, len(self.test_x), self.batch_size):
+            logits = model(self.test_x[i : i + self.batch_size]).logits[:, -1].float()
+            target = self.test_y[i : i + self.batch_size, -1]
+            correct += int((logits.argmax(-1) == target).sum())
+            loss += F.cross_entropy(logits, target, reduction="sum").item()
+        n = len(self.test_x)
+        return {"val_loss": loss / n, "accuracy": correct / n, "epoch": self.epoch}
+
+
+class AudioTask(_EpochQueue):
+    """Spoken-digit classification from WAV files named ``{digit}_{speaker}_{take}.wav`` (the free
+    spoken digit dataset; takes 0-4 are the test set). ``data``: path, sample_rate (8000), max_len
+    (samples kept per clip, default 8000), features ('waveform' or 'log_mel')."""
+
+    kind = "audio"
+
+    def __init__(self, data: dict, batch_size: int, seed: int, multiple: int = 1):
+        from ..data import audio
+
+        path = _need(data, "path", "audio_classification")
+        rate, max_len = int(data.get("sample_rate", 8000)), int(data.get("max_len", 8000))
+        self.features = data.get("features", "waveform")
+        if self.features not in ("waveform", "log_mel"):
+            raise ConfigError(f"data.features must be 'waveform' or 'log_mel', got {self.features!r}")
+        self.rate = rate
+        self.train = audio.load_wav_folder(path, rate, max_len, "train")
+        self.test = audio.load_wav_folder(path, rate, max_len, "test")
+        self.multiple = multiple
+        self.num_classes = int(max(self.train[1].max(), self.test[1].max())) + 1
+        self.batch_size, self.tokenizer = batch_size, None
+        self.gen = torch.Generator().manual_seed(seed)
+        self._queue, self.epoch = [], 0
+
+    def model_overrides(self) -> dict:
+        if self.features == "log_mel":
+            return {"num_classes": self.num_classes, "input_dim": 40, "patch_size": 1}
+        return {"num_classes": self.num_classes, "input_dim": 1}
+
+    def num_tokens(self, batch) -> int:
+        return batch["x"].shape[0]
+
+    def _batch(self, waves, labels, idx):
+        from ..data import audio
+
+        x, mask = audio.pad_waves([waves[i] for i in idx], self.multiple)
+        if self.features == "log_mel":
+            x = audio.log_mel(x, self.rate)
+            frames = x.shape[1]
+            mask = mask[:, ::80][:, :frames]
+            mask = F.pad(mask, (0, frames - mask.shape[1]), value=0.0)
+        return {"x": x, "m": mask, "y": labels[idx]}
+
+    def train_batch(self) -> dict:
+        if not self._queue:
+            perm = torch.randperm(len(self.train[1]), generator=self.gen).tolist()
+            self._queue = [perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size)][::-1]
+            self.epoch += 1
+        return self._batch(*self.train, self._queue.pop())
+
+    def loss(self, model, batch):
+        return model(batch["x"], labels=batch["y"], attention_mask=batch["m"]).loss
+
+    @torch.no_grad()
+    def evaluate(self, model, **_) -> dict:
+        correct, loss = 0, 0.0
+        n = len(self.test[1])
+        for i in range(0, n, self.batch_size):
+            b = self._batch(*self.test, list(range(i, min(n, i + self.batch_size))))
+            logits = model(b["x"], attention_mask=b["m"]).logits.float()
+            correct += int((logits.argmax(-1) == b["y"]).sum())
+            loss += F.cross_entropy(logits, b["y"], reduction="sum").item()
+        return {"val_loss": loss / n, "accuracy": correct / n, "epoch": self.epoch}
+
+
 def make_task(task: str, data: dict, batch_size: int, max_tokens: int, seed: int, block_size: int):
     if task == "char_lm":
         return LMTask(data, batch_size, seed, block_size)
@@ -373,7 +487,12 @@ def make_task(task: str, data: dict, batch_size: int, max_tokens: int, seed: int
         return ImageTask(data, batch_size, seed)
     if task == "selective_copy":
         return SelectiveCopyTask(data, batch_size, seed)
+    if task == "associative_recall":
+        return AssociativeRecallTask(data, batch_size, seed)
+    if task == "audio_classification":
+        return AudioTask(data, batch_size, seed, int(data.get("pad_multiple", 8)))
     raise ConfigError(
         f"unknown task '{task}': choose from char_lm, translation, image_classification, selective_copy, "
+        "associative_recall, audio_classification, "
         f"{', '.join(sorted(SEQ2SEQ_TASKS))}"
     )
