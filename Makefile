@@ -31,7 +31,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/vit_throughput.py
 	$(PY) benchmarks/jamba_speed.py
+	$(PY) benchmarks/hyena_scaling.py
 	$(PY) benchmarks/mnist.py
+	$(PY) benchmarks/selective_copy.py
+	$(PY) benchmarks/hyena_tasks.py
 	$(PY) benchmarks/multi30k.py
 
 lint: $(STAMP)
