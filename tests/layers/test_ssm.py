@@ -88,3 +88,25 @@ def test_mixer_left_padding_leaves_no_trace():
     padded = torch.cat([torch.randn(1, 3, 8), u], 1)
     mask = torch.tensor([[0, 0, 0] + [1] * 10])
     assert torch.allclose(mixer(padded, attention_mask=mask)[:, 3:], mixer(u), atol=1e-5)
+
+
+def test_backward_in_several_groups_of_chunks(monkeypatch):
+    import polyformer.layers.ssm as ssm
+
+    x, dt, A, B, C, h0 = _inputs(2, 45, 5, 4, torch.float64, requires_grad=True)
+    y1, s1 = selective_scan_ref(x, dt, A, B, C, h0)
+    g1 = torch.autograd.grad(y1.square().sum() + s1.sum(), (x, dt, A, B, C, h0))
+    monkeypatch.setattr(ssm, "_GROUP_ELEMENTS", 3 * 6 * 5 * 4)  # 3 of the 18 chunks per group
+    y2, s2 = selective_scan_chunked(x, dt, A, B, C, h0, chunk=5)
+    g2 = torch.autograd.grad(y2.square().sum() + s2.sum(), (x, dt, A, B, C, h0))
+    for a, b in zip(g1, g2):
+        assert (a - b).abs().max() < 1e-10
+
+
+def test_depthwise_causal_conv_equals_conv1d():
+    from polyformer.layers.ssm import depthwise_causal_conv
+
+    xt = torch.randn(2, 6, 13, dtype=torch.float64)
+    w, b = torch.randn(6, 1, 4, dtype=torch.float64), torch.randn(6, dtype=torch.float64)
+    ref = torch.nn.functional.conv1d(xt, w, b, groups=6)
+    assert torch.allclose(depthwise_causal_conv(xt, w, b), ref, atol=1e-12)
