@@ -83,15 +83,35 @@ def _from_chunks(t: torch.Tensor, b: int, L: int) -> torch.Tensor:
     return t.view(q_len, b, nc, k).permute(1, 2, 0, 3).reshape(b, nc * q_len, k)[:, :L]
 
 
-_GROUP_ELEMENTS = 1 << 23  # backward keeps the states of this many (chunk, position, channel, state) at once
+_GROUP_ELEMENTS = 1 << 24  # at most this many (chunk, position, channel, state) numbers are held at once
+
+# Scratch buffers reused across calls. Large fresh allocations are served by mmap and page-faulted in
+# on every call (a third of a Jamba training step on CPU); the scan's temporaries never escape a call,
+# so they can live here. ``clear_workspace()`` releases them.
+_WORKSPACE: dict[tuple, torch.Tensor] = {}
+
+
+def _scratch(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    numel = math.prod(shape)
+    key = (name, like.dtype, like.device)
+    buf = _WORKSPACE.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = _WORKSPACE[key] = torch.empty(numel, dtype=like.dtype, device=like.device)
+    return buf[:numel].view(shape)
+
+
+def clear_workspace() -> None:
+    """Free the selective scan's scratch buffers."""
+    _WORKSPACE.clear()
 
 
 class _ChunkedScan(torch.autograd.Function):
     """The chunked scan with a hand-written backward.
 
-    Forward: (1) the recurrence from zero inside every chunk, all chunks at once, in place;
-    (2) the states entering each chunk, s_{c+1} = exp(A Γ_end) ⊙ s_c + hloc_end; (3) the output
-    correction C_t · (exp(A Γ_t) ⊙ s_c). Only the entering states [b, L/Q, d, n] are saved.
+    Forward: (1) the recurrence from zero inside every chunk, all chunks at once, in place, keeping
+    only each chunk's final state hloc_end; (2) the states entering each chunk,
+    s_{c+1} = exp(A Γ_end) ⊙ s_c + hloc_end; (3) the recurrence again from the true entering states,
+    now with the outputs y_t = Σ_n C_t h_t. Only the entering states [b, L/Q, d, n] are saved.
 
     Backward, with g_t = dL/dh_t = C_t ⊗ dy_t + a_{t+1} ⊙ g_{t+1} (the adjoint recurrence, run in
     reverse): (1) the adjoint from zero inside every chunk, keeping a_first ⊙ g_first; (2) the adjoint
@@ -99,6 +119,7 @@ class _ChunkedScan(torch.autograd.Function):
     (3) for groups of chunks, recompute the true states forward, then run the true adjoint backward
     and collect dC_t = Σ_d dy_t h_t, d(Δx)_t = Σ_n g_t B_t, dB_t = Σ_d g_t (Δx)_t and, through
     d(log a_t) = g_t ⊙ h_{t-1} ⊙ a_t, dΔ_t = Σ_n d(log a_t) A and dA = Σ_t d(log a_t) Δ_t.
+    When all chunks fit in one group (``_GROUP_ELEMENTS``), the decays a_t are computed once and kept.
     """
 
     @staticmethod
@@ -114,30 +135,41 @@ class _ChunkedScan(torch.autograd.Function):
         dtq, xq = _to_chunks(dt, q_len, nc), _to_chunks(x, q_len, nc)
         uq = dtq * xq
         Bq, Cq = _to_chunks(B, q_len, nc), _to_chunks(C, q_len, nc)
-        h = x.new_zeros(m, d, n)
-        a = x.new_empty(m, d, n)
+        keep_a = m * q_len * d * n <= _GROUP_ELEMENTS
+        a_all = a = None
+        if keep_a:
+            a_all = _scratch("a_all", (q_len, m, d, n), x)
+            torch.exp(torch.mul(dtq[..., None], A, out=a_all), out=a_all)
+        else:
+            a = _scratch("a", (m, d, n), x)
         y = x.new_empty(q_len, m, d)
-        for q in range(q_len):  # (1) every chunk from a zero state
-            torch.exp(torch.mul(dtq[q, :, :, None], A, out=a), out=a)
-            h.mul_(a).addcmul_(uq[q, :, :, None], Bq[q, :, None, :])
-            torch.bmm(h, Cq[q, :, :, None], out=y[q, :, :, None])
-        h_end = h.view(b, nc, d, n)
-        gamma_end = dtq.sum(0)  # [m, d]
-        decay = torch.exp(gamma_end[:, :, None] * A).view(b, nc, d, n)
-        starts = x.new_empty(b, nc, d, n)
-        s = x.new_zeros(b, d, n) if h0 is None else h0
-        for c in range(nc):  # (2) the state entering each chunk
-            starts[:, c] = s
-            s = torch.addcmul(h_end[:, c], decay[:, c], s)
-        if h0 is not None or nc > 1:  # (3) what the entering state adds to each output
-            gamma = dtq.cumsum(0)
-            st = starts.view(m, d, n)
-            for q in range(q_len):
-                torch.exp(torch.mul(gamma[q, :, :, None], A, out=a), out=a).mul_(st)
-                y[q, :, :, None].baddbmm_(a, Cq[q, :, :, None])
+        tmp = _scratch("tmp", (m, d, n), x)
+
+        def decay(q):
+            if keep_a:
+                return a_all[q]
+            return torch.exp(torch.mul(dtq[q, :, :, None], A, out=a), out=a)
+
+        starts = x.new_zeros(b, nc, d, n)
+        if nc > 1:
+            h = _scratch("h", (m, d, n), x).zero_()
+            for q in range(q_len):  # (1) every chunk from a zero state: only the final states matter
+                h.mul_(decay(q)).addcmul_(uq[q, :, :, None], Bq[q, :, None, :])
+            h_end = h.view(b, nc, d, n)
+            chunk_decay = torch.exp(dtq.sum(0)[:, :, None] * A).view(b, nc, d, n)
+            s = x.new_zeros(b, d, n) if h0 is None else h0
+            for c in range(nc - 1):  # (2) the state entering each chunk
+                s = torch.addcmul(h_end[:, c], chunk_decay[:, c], s)
+                starts[:, c + 1] = s
+        if h0 is not None:
+            starts[:, 0] = h0
+        h = _scratch("h", (m, d, n), x).copy_(starts.view(m, d, n))
+        for q in range(q_len):  # (3) the true states, and the outputs
+            h.mul_(decay(q)).addcmul_(uq[q, :, :, None], Bq[q, :, None, :])
+            torch.sum(torch.mul(h, Cq[q, :, None, :], out=tmp), dim=-1, out=y[q])
         ctx.save_for_backward(x, dt, A, B, C, starts)
         ctx.shape, ctx.has_h0 = (b, L, q_len, nc), h0 is not None
-        return _from_chunks(y, b, L), s
+        return _from_chunks(y, b, L), h.view(b, nc, d, n)[:, -1].clone()
 
     @staticmethod
     def backward(ctx, gy, gh):
@@ -151,58 +183,58 @@ class _ChunkedScan(torch.autograd.Function):
         dtq, xq = _to_chunks(dt, q_len, nc), _to_chunks(x, q_len, nc)
         uq = dtq * xq
         Bq, Cq, gyq = _to_chunks(B, q_len, nc), _to_chunks(C, q_len, nc), _to_chunks(gy.contiguous(), q_len, nc)
-        a = x.new_empty(m, d, n)
         group = max(1, _GROUP_ELEMENTS // ((q_len + 1) * d * n))
-        # every a_t = exp(Δ_t A) at once when all chunks fit in one group: one exp pass instead of three
-        a_all = torch.exp(dtq[..., None] * A) if m <= group else None
+        a_all = None
+        if m <= group:  # every decay at once when it fits
+            a_all = _scratch("a_all", (q_len, m, d, n), x)
+            torch.exp(torch.mul(dtq[..., None], A, out=a_all), out=a_all)
+        a = _scratch("a", (m, d, n), x)
+
+        def decay(q, sl=slice(None)):
+            if a_all is not None:
+                return a_all[q, sl]
+            out = a[: len(range(*sl.indices(m)))]
+            return torch.exp(torch.mul(dtq[q, sl, :, None], A, out=out), out=out)
 
         # (1) the adjoint from zero inside every chunk
-        g = x.new_zeros(m, d, n)
+        g = _scratch("g", (m, d, n), x).zero_()
         for q in range(q_len - 1, -1, -1):
-            g.addcmul_(Cq[q, :, None, :], gyq[q, :, :, None])
-            if a_all is None:
-                torch.exp(torch.mul(dtq[q, :, :, None], A, out=a), out=a)
-            g.mul_(a if a_all is None else a_all[q])  # now a_q ⊙ g_q: what flows into position q-1
+            g.addcmul_(Cq[q, :, None, :], gyq[q, :, :, None]).mul_(decay(q))  # a_q ⊙ g_q: into position q-1
         into_prev = g.view(b, nc, d, n)
         # (2) the adjoint entering each chunk's end from the future
-        decay = torch.exp(dtq.sum(0)[:, :, None] * A).view(b, nc, d, n)
+        chunk_decay = torch.exp(dtq.sum(0)[:, :, None] * A).view(b, nc, d, n)
         G = x.new_empty(b, nc, d, n)
         carry = x.new_zeros(b, d, n) if gh is None else gh.contiguous()
         for c in range(nc - 1, -1, -1):
             G[:, c] = carry
-            carry = torch.addcmul(into_prev[:, c], decay[:, c], carry)
+            carry = torch.addcmul(into_prev[:, c], chunk_decay[:, c], carry)
         gh0 = carry if ctx.has_h0 else None
 
         # (3) true states and adjoints, a group of chunks at a time
         gC, gu, gB = torch.empty_like(Cq), torch.empty_like(uq), torch.empty_like(Bq)
         gdt_a = torch.empty_like(dtq)
-        gA = torch.zeros_like(A)
+        gA_acc = _scratch("gA", (min(group, m), d, n), x).zero_()  # Σ_t d(log a_t) Δ_t, over chunks at the end
         st, Gf = starts.view(m, d, n), G.view(m, d, n)
         for g0 in range(0, m, group):
             sl = slice(g0, min(m, g0 + group))
             k = sl.stop - sl.start
-            H = x.new_empty(q_len + 1, k, d, n)
+            H = _scratch("H", (q_len + 1, k, d, n), x)
             H[0] = st[sl]
-            ak = x.new_empty(k, d, n)
             for q in range(q_len):
-                if a_all is None:
-                    torch.exp(torch.mul(dtq[q, sl, :, None], A, out=ak), out=ak)
-                torch.mul(H[q], ak if a_all is None else a_all[q], out=H[q + 1])
-                H[q + 1].addcmul_(uq[q, sl, :, None], Bq[q, sl, None, :])
-            g = Gf[sl].clone()
-            tmp = x.new_empty(k, d, n)
+                torch.mul(H[q], decay(q, sl), out=H[q + 1]).addcmul_(uq[q, sl, :, None], Bq[q, sl, None, :])
+            g = _scratch("g", (k, d, n), x).copy_(Gf[sl])
+            tmp = _scratch("tmp", (k, d, n), x)
             for q in range(q_len - 1, -1, -1):
                 g.addcmul_(Cq[q, sl, None, :], gyq[q, sl, :, None])  # g_t
                 torch.bmm(gyq[q, sl, None, :], H[q + 1], out=gC[q, sl, None, :])
-                torch.bmm(g, Bq[q, sl, :, None], out=gu[q, sl, :, None])
+                torch.sum(torch.mul(g, Bq[q, sl, None, :], out=tmp), dim=-1, out=gu[q, sl])
                 torch.bmm(uq[q, sl, None, :], g, out=gB[q, sl, None, :])
-                if a_all is None:
-                    torch.exp(torch.mul(dtq[q, sl, :, None], A, out=ak), out=ak)
-                a_q = ak if a_all is None else a_all[q]
+                a_q = decay(q, sl)
                 torch.mul(g, H[q], out=tmp).mul_(a_q)  # d(log a_t)
-                gA.add_(torch.bmm(tmp.permute(1, 2, 0), dtq[q, sl, :, None].transpose(0, 1)).squeeze(-1))
+                gA_acc[:k].addcmul_(tmp, dtq[q, sl, :, None])
                 torch.sum(tmp.mul_(A), dim=-1, out=gdt_a[q, sl])
                 g.mul_(a_q)
+        gA = gA_acc.sum(0)
         gx = _from_chunks(gu * dtq, b, L)
         gdt = _from_chunks(gu * xq + gdt_a, b, L)
         return gx, gdt, gA, _from_chunks(gB, b, L), _from_chunks(gC, b, L), gh0, None
