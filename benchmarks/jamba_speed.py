@@ -7,8 +7,8 @@ top-2 in every 2nd layer, d_state 16, expand 2), batch 1. Peers: transformers' P
 sequential scan; `use_mambapy=False`) and its `mambapy` path (a parallel scan, `use_mambapy=True` with
 the `mambapy` package installed), both loaded from our `to_hf` export and checked to give the same
 logits. Reported (medians): a training step (forward + backward) at 1,024 tokens, a forward at 4,096
-tokens, peak memory of that forward (resident-set growth, each in a fresh process), and decoding
-speed after prompts of 512 and 4,096 tokens. Results: benchmarks/results/jamba_speed.json.
+tokens, peak memory of that forward (resident-set growth sampled during the forward, each model in a
+fresh process), and decoding speed after prompts of 512 and 4,096 tokens. Results: benchmarks/results/jamba_speed.json.
 """
 
 from __future__ import annotations
@@ -68,17 +68,36 @@ def forward(model, x) -> float:
         return time.perf_counter() - t0
 
 
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
 def child_peak_memory(kind: str, length: int) -> None:
-    """Run in a fresh process: resident-set growth (MiB) of one forward at ``length`` tokens."""
+    """Run in a fresh process: peak resident-set growth (MiB) during one forward at ``length`` tokens,
+    sampled every millisecond by a thread (the process-lifetime maximum would include model loading)."""
+    import threading
+
     with tempfile.TemporaryDirectory() as tmp:
         model = build(kind, tmp).eval()
-        x = ids(length)
-        with torch.inference_mode():
-            model(ids(16))  # warm up: allocator and thread pool
-            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            model(x)
-            after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_mib": (after - before) / 1024}))
+    x = ids(length)
+    with torch.inference_mode():
+        model(ids(16))  # warm up: allocator and thread pool
+        base = peak = _rss_bytes()
+        done = threading.Event()
+
+        def sample():
+            nonlocal peak
+            while not done.is_set():
+                peak = max(peak, _rss_bytes())
+                time.sleep(0.001)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        model(x)
+        done.set()
+        thread.join()
+    print(json.dumps({"peak_mib": (max(peak, _rss_bytes()) - base) / 2**20}))
 
 
 def peak_memory(kind: str, length: int) -> float:
