@@ -90,13 +90,14 @@ def test_mixer_left_padding_leaves_no_trace():
     assert torch.allclose(mixer(padded, attention_mask=mask)[:, 3:], mixer(u), atol=1e-5)
 
 
-def test_backward_in_several_groups_of_chunks(monkeypatch):
+def test_forward_and_backward_in_several_groups_of_chunks(monkeypatch):
     import polyformer.layers.ssm as ssm
 
     x, dt, A, B, C, h0 = _inputs(2, 45, 5, 4, torch.float64, requires_grad=True)
     y1, s1 = selective_scan_ref(x, dt, A, B, C, h0)
     g1 = torch.autograd.grad(y1.square().sum() + s1.sum(), (x, dt, A, B, C, h0))
-    monkeypatch.setattr(ssm, "_GROUP_ELEMENTS", 3 * 6 * 5 * 4)  # 3 of the 18 chunks per group
+    monkeypatch.setattr(ssm, "_GROUP_ELEMENTS", 3 * 6 * 5 * 4)  # backward: 3 of the 18 chunk rows per group
+    monkeypatch.setattr(ssm, "_FWD_GROUP_ELEMENTS", 5 * 2 * 2 * 5 * 4)  # forward: 2 chunks (of 9) per group
     y2, s2 = selective_scan_chunked(x, dt, A, B, C, h0, chunk=5)
     g2 = torch.autograd.grad(y2.square().sum() + s2.sum(), (x, dt, A, B, C, h0))
     for a, b in zip(g1, g2):

@@ -71,19 +71,21 @@ def selective_scan_chunked(x, dt, A, B, C, h0=None, chunk: int | None = None):
 
 
 def _to_chunks(t: torch.Tensor, q_len: int, nc: int) -> torch.Tensor:
-    """[b, nc*Q, k] -> [Q, b*nc, k], contiguous, so that position q of every chunk is one slice."""
+    """[b, nc*Q, k] -> [Q, nc*b, k], contiguous: position q of every chunk is one slice, and
+    consecutive chunks (all batch rows of each) are consecutive rows."""
     b, _, k = t.shape
-    return t.view(b, nc, q_len, k).permute(2, 0, 1, 3).reshape(q_len, b * nc, k)
+    return t.view(b, nc, q_len, k).permute(2, 1, 0, 3).reshape(q_len, nc * b, k)
 
 
 def _from_chunks(t: torch.Tensor, b: int, L: int) -> torch.Tensor:
-    """Inverse of :func:`_to_chunks`, dropping the padding: [Q, b*nc, k] -> [b, L, k]."""
+    """Inverse of :func:`_to_chunks`, dropping the padding: [Q, nc*b, k] -> [b, L, k]."""
     q_len, m, k = t.shape
     nc = m // b
-    return t.view(q_len, b, nc, k).permute(1, 2, 0, 3).reshape(b, nc * q_len, k)[:, :L]
+    return t.view(q_len, nc, b, k).permute(2, 1, 0, 3).reshape(b, nc * q_len, k)[:, :L]
 
 
 _GROUP_ELEMENTS = 1 << 24  # at most this many (chunk, position, channel, state) numbers are held at once
+_FWD_GROUP_ELEMENTS = 1 << 25  # the forward's decays, kept per group of chunks (fewer, larger groups are faster)
 
 # Scratch buffers reused across calls. Large fresh allocations are served by mmap and page-faulted in
 # on every call (a third of a Jamba training step on CPU); the scan's temporaries never escape a call,
@@ -131,45 +133,42 @@ class _ChunkedScan(torch.autograd.Function):
         if pad:  # Δ = 0 on padding: a = 1 and no input, so the state passes through unchanged
             x, dt = F.pad(x, (0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
             B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
-        m = b * nc
         dtq, xq = _to_chunks(dt, q_len, nc), _to_chunks(x, q_len, nc)
         uq = dtq * xq
         Bq, Cq = _to_chunks(B, q_len, nc), _to_chunks(C, q_len, nc)
-        keep_a = m * q_len * d * n <= _GROUP_ELEMENTS
-        a_all = a = None
-        if keep_a:
-            a_all = _scratch("a_all", (q_len, m, d, n), x)
-            torch.exp(torch.mul(dtq[..., None], A, out=a_all), out=a_all)
-        else:
-            a = _scratch("a", (m, d, n), x)
-        y = x.new_empty(q_len, m, d)
-        tmp = _scratch("tmp", (m, d, n), x)
-
-        def decay(q):
-            if keep_a:
-                return a_all[q]
-            return torch.exp(torch.mul(dtq[q, :, :, None], A, out=a), out=a)
-
-        starts = x.new_zeros(b, nc, d, n)
-        if nc > 1:
-            h = _scratch("h", (m, d, n), x).zero_()
-            for q in range(q_len):  # (1) every chunk from a zero state: only the final states matter
-                h.mul_(decay(q)).addcmul_(uq[q, :, :, None], Bq[q, :, None, :])
-            h_end = h.view(b, nc, d, n)
-            chunk_decay = torch.exp(dtq.sum(0)[:, :, None] * A).view(b, nc, d, n)
-            s = x.new_zeros(b, d, n) if h0 is None else h0
-            for c in range(nc - 1):  # (2) the state entering each chunk
-                s = torch.addcmul(h_end[:, c], chunk_decay[:, c], s)
-                starts[:, c + 1] = s
-        if h0 is not None:
-            starts[:, 0] = h0
-        h = _scratch("h", (m, d, n), x).copy_(starts.view(m, d, n))
-        for q in range(q_len):  # (3) the true states, and the outputs
-            h.mul_(decay(q)).addcmul_(uq[q, :, :, None], Bq[q, :, None, :])
-            torch.sum(torch.mul(h, Cq[q, :, None, :], out=tmp), dim=-1, out=y[q])
+        y = x.new_empty(q_len, nc * b, d)
+        starts = x.new_empty(nc, b, d, n)
+        s = x.new_zeros(b, d, n) if h0 is None else h0  # the state entering the next chunk
+        # Chunks are taken in groups, in order, so that the decays of a group are computed once
+        # and kept (bounded memory) while steps (1)-(3) run on it.
+        n_groups = -(-nc // max(1, _FWD_GROUP_ELEMENTS // (q_len * b * d * n)))
+        per_group = -(-nc // n_groups)  # balanced: no small last group paying the full loop overhead
+        for c0 in range(0, nc, per_group):
+            c1 = min(nc, c0 + per_group)
+            rows = slice(c0 * b, c1 * b)
+            k = (c1 - c0) * b
+            a = _scratch("a_all", (q_len, k, d, n), x)
+            torch.exp(torch.mul(dtq[:, rows, :, None], A, out=a), out=a)
+            h = _scratch("h", (k, d, n), x)
+            if nc > 1:
+                h.zero_()
+                for q in range(q_len):  # (1) each chunk from a zero state: only its final state matters
+                    h.mul_(a[q]).addcmul_(uq[q, rows, :, None], Bq[q, rows, None, :])
+                h_end = h.view(c1 - c0, b, d, n)
+                chunk_decay = torch.exp(dtq[:, rows].sum(0)[:, :, None] * A).view(c1 - c0, b, d, n)
+                for j in range(c1 - c0):  # (2) the state entering each chunk
+                    starts[c0 + j] = s
+                    s = torch.addcmul(h_end[j], chunk_decay[j], s)
+            else:
+                starts[0] = s
+            h.copy_(starts[c0:c1].view(k, d, n))
+            tmp = _scratch("tmp", (k, d, n), x)
+            for q in range(q_len):  # (3) the true states, and the outputs
+                h.mul_(a[q]).addcmul_(uq[q, rows, :, None], Bq[q, rows, None, :])
+                torch.sum(torch.mul(h, Cq[q, rows, None, :], out=tmp), dim=-1, out=y[q, rows])
         ctx.save_for_backward(x, dt, A, B, C, starts)
         ctx.shape, ctx.has_h0 = (b, L, q_len, nc), h0 is not None
-        return _from_chunks(y, b, L), h.view(b, nc, d, n)[:, -1].clone()
+        return _from_chunks(y, b, L), h.view(-1, b, d, n)[-1].clone()
 
     @staticmethod
     def backward(ctx, gy, gh):
@@ -200,14 +199,14 @@ class _ChunkedScan(torch.autograd.Function):
         g = _scratch("g", (m, d, n), x).zero_()
         for q in range(q_len - 1, -1, -1):
             g.addcmul_(Cq[q, :, None, :], gyq[q, :, :, None]).mul_(decay(q))  # a_q ⊙ g_q: into position q-1
-        into_prev = g.view(b, nc, d, n)
+        into_prev = g.view(nc, b, d, n)
         # (2) the adjoint entering each chunk's end from the future
-        chunk_decay = torch.exp(dtq.sum(0)[:, :, None] * A).view(b, nc, d, n)
-        G = x.new_empty(b, nc, d, n)
+        chunk_decay = torch.exp(dtq.sum(0)[:, :, None] * A).view(nc, b, d, n)
+        G = x.new_empty(nc, b, d, n)
         carry = x.new_zeros(b, d, n) if gh is None else gh.contiguous()
         for c in range(nc - 1, -1, -1):
-            G[:, c] = carry
-            carry = torch.addcmul(into_prev[:, c], chunk_decay[:, c], carry)
+            G[c] = carry
+            carry = torch.addcmul(into_prev[c], chunk_decay[c], carry)
         gh0 = carry if ctx.has_h0 else None
 
         # (3) true states and adjoints, a group of chunks at a time
