@@ -83,6 +83,17 @@ class MultiHeadAttention(nn.Module):
         self.out_proj = nn.Linear(n_heads * self.head_dim, d_model, bias=bias)
         self.dropout = dropout
 
+    def _self_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values of self-attention with one matrix multiply (the three weight
+        matrices stacked), split into heads."""
+        w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        bias = None
+        if self.q_proj.bias is not None:
+            bias = torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias])
+        nq, nkv = self.n_heads * self.head_dim, self.n_kv_heads * self.head_dim
+        q, k, v = F.linear(x, w, bias).split([nq, nkv, nkv], dim=-1)
+        return self._split(q, self.n_heads), self._split(k, self.n_kv_heads), self._split(v, self.n_kv_heads)
+
     def _split(self, x: torch.Tensor, n: int) -> torch.Tensor:
         b, t, _ = x.shape
         return x.view(b, t, n, self.head_dim).transpose(1, 2)
@@ -101,9 +112,9 @@ class MultiHeadAttention(nn.Module):
         and reused afterwards (``context`` may then be None).
         """
         b, lq, _ = x.shape
-        q = self._split(self.q_proj(x), self.n_heads)
         cross = context is not None or (cache is not None and cache.static)
         if cross:
+            q = self._split(self.q_proj(x), self.n_heads)
             if cache is not None and cache.k is not None:
                 k, v = cache.k, cache.v
             else:
@@ -113,8 +124,7 @@ class MultiHeadAttention(nn.Module):
                     cache.static = True
                     cache.append(k, v)
         else:
-            k = self._split(self.k_proj(x), self.n_kv_heads)
-            v = self._split(self.v_proj(x), self.n_kv_heads)
+            q, k, v = self._self_qkv(x)
             if cache is not None:
                 k, v = cache.append(k, v)
         if self.n_kv_heads != self.n_heads:
