@@ -4,7 +4,8 @@
 
 A Hyena block (order 2, FFT long convolution) and a causal attention block (SDPA, 4 heads), both
 pre-LN with the same GELU MLP, run forward + backward at L = 1K, 2K, 4K, ... Each measurement is the
-median of ``repeats`` runs; peak memory is the resident-set growth of one step in a fresh process.
+median of ``repeats`` runs; peak memory is the resident-set growth during one step (sampled every
+millisecond) in a fresh process.
 Attention stops once a step would exceed ``budget`` seconds or runs out of memory (recorded).
 Reports the time ratio per doubling, a least-squares exponent (time ~ L^k), the crossover length,
 and draws docs/img/hyena_scaling.png. Results: benchmarks/results/hyena_scaling.json.
@@ -15,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -57,12 +57,12 @@ def step(block: Block, length: int) -> float:
 
 
 def child(kind: str, length: int) -> None:
+    from peak_rss import peak_growth_mib
+
     torch.manual_seed(0)
     block = Block(kind, length)
     step(block, 64)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    step(block, length)
-    print(json.dumps({"peak_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}))
+    print(json.dumps({"peak_mib": peak_growth_mib(lambda: step(block, length))}))
 
 
 def peak_memory(kind: str, length: int) -> float | None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -68,36 +67,17 @@ def forward(model, x) -> float:
         return time.perf_counter() - t0
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
-
-
 def child_peak_memory(kind: str, length: int) -> None:
-    """Run in a fresh process: peak resident-set growth (MiB) during one forward at ``length`` tokens,
-    sampled every millisecond by a thread (the process-lifetime maximum would include model loading)."""
-    import threading
+    """Run in a fresh process: peak resident-set growth (MiB) during one forward at ``length`` tokens."""
+    from peak_rss import peak_growth_mib
 
     with tempfile.TemporaryDirectory() as tmp:
         model = build(kind, tmp).eval()
     x = ids(length)
     with torch.inference_mode():
         model(ids(16))  # warm up: allocator and thread pool
-        base = peak = _rss_bytes()
-        done = threading.Event()
-
-        def sample():
-            nonlocal peak
-            while not done.is_set():
-                peak = max(peak, _rss_bytes())
-                time.sleep(0.001)
-
-        thread = threading.Thread(target=sample, daemon=True)
-        thread.start()
-        model(x)
-        done.set()
-        thread.join()
-    print(json.dumps({"peak_mib": (max(peak, _rss_bytes()) - base) / 2**20}))
+        mib = peak_growth_mib(lambda: model(x))
+    print(json.dumps({"peak_mib": mib}))
 
 
 def peak_memory(kind: str, length: int) -> float:
