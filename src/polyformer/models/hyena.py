@@ -26,7 +26,7 @@ from ..layers.hyena import HyenaOperator, HyenaState
 from ..layers.mlp import MLP
 from ..modeling import ModelOutput, PolyModel
 from ..registry import register_family, register_model
-from .transformer import _check_ids, cross_entropy
+from .transformer import LMGenerateMixin, _check_ids, cross_entropy, lm_loss
 
 
 @dataclass
@@ -122,7 +122,7 @@ class HyenaCache:
         return sum(s.nbytes() for s in self.layers)
 
 
-class HyenaLM(PolyModel):
+class HyenaLM(LMGenerateMixin, PolyModel):
     """Causal LM: ``model(input_ids, labels=None, attention_mask=None, cache=None)``; labels shifted inside."""
 
     def __init__(self, config: HyenaConfig):
@@ -156,47 +156,8 @@ class HyenaLM(PolyModel):
         if cache is not None:
             cache.length += input_ids.shape[1]
         logits = self.lm_head(self.norm(x))
-        loss = None
-        if labels is not None:
-            if attention_mask is not None:
-                labels = labels.masked_fill(attention_mask == 0, -100)
-            if shift_labels:
-                loss = cross_entropy(logits[:, :-1], labels[:, 1:], cfg.label_smoothing)
-            else:
-                loss = cross_entropy(logits, labels, cfg.label_smoothing)
+        loss = lm_loss(logits, labels, attention_mask, shift_labels, cfg.label_smoothing)
         return ModelOutput(logits=logits, loss=loss, cache=cache)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids,
-        max_new_tokens: int = 64,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | None = None,
-        attention_mask=None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Continue ``input_ids`` [B, T]; the prompt goes through the FFT path once, then each new
-        token costs O(T d) per layer (``use_cache=False`` recomputes everything, for checking)."""
-        from ..generation import lm_generate
-
-        return lm_generate(
-            self,
-            input_ids,
-            max_new_tokens,
-            do_sample,
-            temperature,
-            top_k,
-            top_p,
-            eos_token_id,
-            attention_mask,
-            generator,
-            use_cache,
-        )
 
 
 class HyenaClassifier(PolyModel):

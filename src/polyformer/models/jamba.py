@@ -36,7 +36,7 @@ from ..layers.norms import RMSNorm
 from ..layers.ssm import MambaMixer, MambaState
 from ..modeling import ModelOutput, PolyModel
 from ..registry import register_family, register_model
-from .transformer import _check_ids, cross_entropy
+from .transformer import LMGenerateMixin, _check_ids, lm_loss
 
 
 @dataclass
@@ -207,7 +207,7 @@ class JambaLayer(nn.Module):
         return x, router_logits
 
 
-class JambaLM(PolyModel):
+class JambaLM(LMGenerateMixin, PolyModel):
     """Causal LM: ``model(input_ids, labels=None, attention_mask=None, cache=None)``; labels are
     shifted inside. ``output.aux_loss`` is the load-balancing loss (None without MoE layers)."""
 
@@ -286,16 +286,9 @@ class JambaLM(PolyModel):
         aux = None
         if router_logits:
             aux = load_balancing_loss(router_logits, cfg.num_experts, cfg.top_k, attention_mask)
-        loss = None
-        if labels is not None:
-            if attention_mask is not None:
-                labels = labels.masked_fill(attention_mask == 0, -100)
-            if shift_labels:
-                loss = cross_entropy(logits[:, :-1], labels[:, 1:], cfg.label_smoothing)
-            else:
-                loss = cross_entropy(logits, labels, cfg.label_smoothing)
-            if aux is not None and cfg.router_aux_loss_coef:
-                loss = loss + cfg.router_aux_loss_coef * aux
+        loss = lm_loss(logits, labels, attention_mask, shift_labels, cfg.label_smoothing)
+        if loss is not None and aux is not None and cfg.router_aux_loss_coef:
+            loss = loss + cfg.router_aux_loss_coef * aux
         return ModelOutput(logits=logits, loss=loss, cache=cache, aux_loss=aux)
 
     def active_parameters(self) -> int:
@@ -306,38 +299,6 @@ class JambaLM(PolyModel):
                 per_expert = sum(p.numel() for p in layer.feed_forward.experts[0].parameters())
                 total -= (layer.feed_forward.num_experts - self.config.top_k) * per_expert
         return total
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids,
-        max_new_tokens: int = 64,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | None = None,
-        attention_mask=None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Continue ``input_ids`` [B, T] by up to ``max_new_tokens``; returns [B, T + new]. With the
-        cache, each new token costs O(1) in the Mamba layers and O(T) in the attention layers."""
-        from ..generation import lm_generate
-
-        return lm_generate(
-            self,
-            input_ids,
-            max_new_tokens,
-            do_sample,
-            temperature,
-            top_k,
-            top_p,
-            eos_token_id,
-            attention_mask,
-            generator,
-            use_cache,
-        )
 
 
 register_family("jamba", JambaConfig, JambaLM)

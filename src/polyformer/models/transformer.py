@@ -305,6 +305,55 @@ def _check_ids(ids, name: str, max_len: int | None, vocab_size: int | None = Non
         )
 
 
+def lm_loss(logits, labels, attention_mask=None, shift_labels: bool = True, label_smoothing: float = 0.0):
+    """Next-token cross-entropy of a causal LM (None without labels). Padding (attention_mask == 0) is
+    ignored; with ``shift_labels`` position t is scored on labels[t + 1], as in Hugging Face."""
+    if labels is None:
+        return None
+    if attention_mask is not None:
+        labels = labels.masked_fill(attention_mask == 0, -100)
+    if shift_labels:
+        return cross_entropy(logits[:, :-1], labels[:, 1:], label_smoothing)
+    return cross_entropy(logits, labels, label_smoothing)
+
+
+class LMGenerateMixin:
+    """``generate`` for causal LMs that take ``model(ids, attention_mask=, cache=)`` and ``new_cache()``."""
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids,
+        max_new_tokens: int = 64,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        eos_token_id: int | None = None,
+        attention_mask=None,
+        generator: torch.Generator | None = None,
+        use_cache: bool = True,
+    ) -> torch.Tensor:
+        """Continue ``input_ids`` [B, T] by up to ``max_new_tokens`` (greedy, or sampling with
+        temperature / top-k / top-p); returns [B, T + new]. With ``use_cache`` each new token reuses
+        the model's cache instead of recomputing the prefix."""
+        from ..generation import lm_generate
+
+        return lm_generate(
+            self,
+            input_ids,
+            max_new_tokens,
+            do_sample,
+            temperature,
+            top_k,
+            top_p,
+            eos_token_id,
+            attention_mask,
+            generator,
+            use_cache,
+        )
+
+
 def cross_entropy(logits, labels, label_smoothing: float = 0.0, ignore_index: int = -100):
     return F.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
@@ -407,7 +456,7 @@ class TransformerSeq2Seq(PolyModel):
         )
 
 
-class TransformerLM(PolyModel):
+class TransformerLM(LMGenerateMixin, PolyModel):
     """Decoder-only causal LM: ``model(input_ids, labels=None, attention_mask=None)``.
 
     ``labels`` are aligned with ``input_ids`` and shifted inside (position t predicts labels[t+1]),
@@ -449,46 +498,8 @@ class TransformerLM(PolyModel):
         x = self.embed(input_ids, offset=offset)
         h = self.blocks(x, mask=mask, is_causal=True, caches=None if cache is None else cache.self_kv)
         logits = self.lm_head(h)
-        loss = None
-        if labels is not None:
-            if attention_mask is not None:
-                labels = labels.masked_fill(attention_mask == 0, -100)
-            if shift_labels:
-                loss = cross_entropy(logits[:, :-1], labels[:, 1:], cfg.label_smoothing)
-            else:
-                loss = cross_entropy(logits, labels, cfg.label_smoothing)
+        loss = lm_loss(logits, labels, attention_mask, shift_labels, cfg.label_smoothing)
         return ModelOutput(logits=logits, loss=loss, cache=cache)
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids,
-        max_new_tokens: int = 64,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | None = None,
-        attention_mask=None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Continue ``input_ids`` [B, T] by up to ``max_new_tokens``; returns [B, T + new]."""
-        from ..generation import lm_generate
-
-        return lm_generate(
-            self,
-            input_ids,
-            max_new_tokens,
-            do_sample,
-            temperature,
-            top_k,
-            top_p,
-            eos_token_id,
-            attention_mask,
-            generator,
-            use_cache,
-        )
 
 
 class TransformerClassifier(PolyModel):
