@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -52,6 +53,7 @@ def main() -> int:
             "test_accuracy": r["accuracy"],
             "test_loss": r["val_loss"],
             "train_seconds": max(e["train_time"] for e in evals),
+            "median_images_per_s": statistics.median(e["tokens_per_s"] for e in lines if e.get("kind") == "train"),
             "curve": [{"step": e["step"], "epoch": e["epoch"], "accuracy": e["accuracy"]} for e in evals],
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
