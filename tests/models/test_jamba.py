@@ -119,3 +119,13 @@ def test_trains_with_the_trainer_on_text(tmp_path):
     assert r["val_loss"] < 2.5, r["val_loss"]  # from ln(28) = 3.3 at chance
     with pytest.raises(ConfigError, match="block_size"):
         train(cfg.replace(data={"path": str(tmp_path / "t.txt"), "block_size": 10**6}, out_dir=str(tmp_path / "x")))
+
+
+def test_ssm_parameters_are_not_weight_decayed():
+    from polyformer.train import param_groups
+
+    model = create_model("jamba-tiny")
+    decayed = {id(p) for p in param_groups(model, 0.1)[0]["params"]}
+    mixer = model.layers[0].mamba
+    assert id(mixer.A_log) not in decayed and id(mixer.D) not in decayed
+    assert id(mixer.in_proj.weight) in decayed

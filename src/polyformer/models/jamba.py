@@ -211,6 +211,8 @@ class JambaLM(LMGenerateMixin, PolyModel):
     """Causal LM: ``model(input_ids, labels=None, attention_mask=None, cache=None)``; labels are
     shifted inside. ``output.aux_loss`` is the load-balancing loss (None without MoE layers)."""
 
+    no_weight_decay = ("A_log", "D")  # the SSM's decay rates and skip, as in Mamba: never decayed
+
     def __init__(self, config: JambaConfig):
         super().__init__()
         self.config = cfg = config

@@ -26,12 +26,14 @@ SCHEDULES = ("cosine", "inverse_sqrt", "constant")
 
 def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
     """AdamW groups: decayed matrices, and everything else. A model can name further parameters
-    to keep out of decay in ``no_weight_decay`` (e.g. ViT's position table and class token).
+    to keep out of decay in ``no_weight_decay``, by full name or by last component (e.g. ViT's
+    ``pos_embed`` and ``cls_token``; Mamba's ``A_log`` and ``D`` in every layer).
     Frozen parameters (``requires_grad=False``) are left out.
 
     ``layer_decay < 1`` splits both groups by depth (see ``finetune``): each group carries an
     ``lr_scale`` = layer_decay^(L + 1 - depth) that the trainer multiplies into the learning rate."""
-    no_decay_ids = {id(p) for n, p in model.named_parameters() if n in getattr(model, "no_weight_decay", ())}
+    names = tuple(getattr(model, "no_weight_decay", ()))
+    no_decay_ids = {id(p) for n, p in model.named_parameters() if n in names or n.rsplit(".", 1)[-1] in names}
     for module in model.modules():
         if (
             isinstance(module, (nn.Embedding, nn.LayerNorm))
