@@ -81,6 +81,7 @@ def mamba_config_from_hf(hf: dict):
         conv_bias=hf.get("use_conv_bias", True),
         proj_bias=hf.get("use_bias", False),
         norm_eps=hf.get("layer_norm_epsilon", 1e-5),
+        initializer_range=hf.get("initializer_range", 0.1),
         tie_embeddings=hf.get("tie_word_embeddings", True),
         pad_token_id=hf.get("pad_token_id") or 0,
         bos_token_id=hf.get("bos_token_id") or 0,
