@@ -14,12 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from polyformer.train import load_train_config, train  # noqa: E402
+from polyformer.train import load_train_config  # noqa: E402
+from run_summary import train_and_summarise  # noqa: E402
 
 RUNS = {
     "mamba": ("configs/selective_copy_mamba.yaml", []),
@@ -45,24 +44,8 @@ def main() -> int:
         if args.only and name != args.only:
             continue
         cfg = load_train_config(ROOT / cfg_path, [*overrides, "progress=false"])
-        lines_path = Path(cfg.out_dir) / "metrics.jsonl"
-        done = lines_path.exists() and any('"kind": "final"' in line for line in lines_path.read_text().splitlines())
-        if not done:
-            train(cfg)
-        lines = [json.loads(line) for line in lines_path.read_text().splitlines()]
-        evals = [e for e in lines if e.get("kind") == "eval"]
-        final = [e for e in lines if e.get("kind") == "final"][-1]
-        results[name] = {
-            "config": cfg_path,
-            "overrides": overrides,
-            "parameters": final["parameters"],
-            "steps": final["step"],
-            "stop_reason": final["stop_reason"],
-            "accuracy": evals[-1]["accuracy"],
-            "train_seconds": max(e["train_time"] for e in evals),
-            "curve": [{"step": e["step"], "accuracy": e["accuracy"]} for e in evals],
-            "threads": torch.get_num_threads(),
-        }
+        results[name] = train_and_summarise(cfg, cfg_path)
+        results[name]["overrides"] = overrides
         print(json.dumps({name: {k: v for k, v in results[name].items() if k != "curve"}}, indent=2))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
