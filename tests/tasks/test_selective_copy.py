@@ -37,3 +37,25 @@ def test_trains_and_stops_at_accuracy(tmp_path):
     )
     r = train(cfg)
     assert r["model"].config.vocab_size == 6 and 0.0 <= r["accuracy"] <= 1.0 and r["step"] == 6
+
+
+def test_length_curriculum_doubles_per_stage_and_resumes():
+    import pytest
+
+    from polyformer.errors import ConfigError
+    from polyformer.train.tasks import SelectiveCopyTask
+
+    task = SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 8, "stage_steps": 2}, 4, seed=0)
+    widths = [task.train_batch()["x"].shape[1] - 1 - 3 for _ in range(9)]
+    assert widths == [8, 8, 16, 16, 32, 32, 40, 40, 40]
+    assert task.val[0].shape[1] == 40 + 1 + 3  # evaluation at the full length
+    resumed = SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 8, "stage_steps": 2}, 4, seed=0)
+    resumed.load_state_dict(task.state_dict())
+    assert resumed.train_length() == 40
+    fresh = SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 8, "stage_steps": 2}, 4, seed=0)
+    fresh.load_state_dict({"batches": 3})
+    assert fresh.train_length() == 16
+    with pytest.raises(ConfigError, match="start_length"):
+        SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 80}, 4, seed=0)
+    with pytest.raises(ConfigError, match="n_data"):
+        SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 2}, 4, seed=0)

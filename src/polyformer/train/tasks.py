@@ -302,7 +302,12 @@ class ImageTask(_EpochQueue):
 
 class SelectiveCopyTask:
     """Selective copying (``tasks/selective_copy.py``): fresh random batches for training, a fixed
-    seeded set for evaluation. ``data``: length (512), n_data (16), vocab_size (16), n_val (512)."""
+    seeded set for evaluation. ``data``: length (512), n_data (16), vocab_size (16), n_val (512).
+
+    Optional length curriculum: ``start_length`` (default: ``length``, no curriculum) and
+    ``stage_steps`` (500): training examples have start_length positions for the first stage_steps
+    batches, twice as many for the next stage_steps, and so on up to ``length``. Evaluation always
+    uses ``length``."""
 
     kind = "lm"
 
@@ -312,10 +317,18 @@ class SelectiveCopyTask:
         self.length = int(data.get("length", 512))
         self.n_data = int(data.get("n_data", 16))
         self.vocab = int(data.get("vocab_size", 16))
+        self.start_length = int(data.get("start_length", self.length))
+        self.stage_steps = int(data.get("stage_steps", 500))
+        if not 0 < self.start_length <= self.length:
+            raise ConfigError(f"selective_copy: start_length must be in 1..length={self.length}, got {self.start_length}")
+        if self.stage_steps < 1:
+            raise ConfigError(f"selective_copy: stage_steps must be a positive integer, got {self.stage_steps}")
         try:
             selective_copy_batch(1, self.length, self.n_data, self.vocab)
+            selective_copy_batch(1, self.start_length, self.n_data, self.vocab)
         except ValueError as e:
             raise ConfigError(f"selective_copy: {e}") from None
+        self.batches = 0  # training batches drawn so far (the curriculum's clock)
         self.batch_size = batch_size
         self.tokenizer = None
         self.gen = torch.Generator().manual_seed(seed)
@@ -327,18 +340,24 @@ class SelectiveCopyTask:
         return {"vocab_size": self.vocab}
 
     def state_dict(self) -> dict:
-        return {}
+        return {"batches": self.batches}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        self.batches = int(state.get("batches", 0))
 
     def num_tokens(self, batch) -> int:
         return batch["x"].numel()
 
+    def train_length(self) -> int:
+        """Positions per training example now (the curriculum's current stage)."""
+        return min(self.length, self.start_length * 2 ** (self.batches // self.stage_steps))
+
     def train_batch(self) -> dict:
         from ..tasks.selective_copy import selective_copy_batch
 
-        x, y = selective_copy_batch(self.batch_size, self.length, self.n_data, self.vocab, self.gen)
+        length = self.train_length()
+        self.batches += 1
+        x, y = selective_copy_batch(self.batch_size, length, self.n_data, self.vocab, self.gen)
         return {"x": x, "y": y}
 
     def loss(self, model, batch):
