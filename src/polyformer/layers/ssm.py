@@ -51,8 +51,16 @@ def selective_scan_ref(x, dt, A, B, C, h0=None):
 
 
 def default_chunk(length: int) -> int:
-    """Q minimising the number of Python steps 2Q + L/Q."""
-    return max(1, min(length, round(math.sqrt(length / 2))))
+    """Q keeping the number of Python steps 2Q + L/Q near its minimum (Q ~ sqrt(L/2)); a divisor of L
+    is preferred when it costs at most 25% more steps, since then no padding is needed."""
+    best = max(1, min(length, round(math.sqrt(length / 2))))
+    cost = lambda q: 2 * q + -(-length // q)  # noqa: E731
+    divisors = [q for q in range(max(1, best // 2), min(length, 2 * best) + 1) if length % q == 0]
+    if divisors:
+        q = min(divisors, key=lambda q: (cost(q), -q))
+        if cost(q) <= 1.25 * cost(best):
+            return q
+    return best
 
 
 def selective_scan_chunked(x, dt, A, B, C, h0=None, chunk: int | None = None):
@@ -133,8 +141,7 @@ class _ChunkedScan(torch.autograd.Function):
         if pad:  # Δ = 0 on padding: a = 1 and no input, so the state passes through unchanged
             x, dt = F.pad(x, (0, 0, 0, pad)), F.pad(dt, (0, 0, 0, pad))
             B, C = F.pad(B, (0, 0, 0, pad)), F.pad(C, (0, 0, 0, pad))
-        dtq, xq = _to_chunks(dt, q_len, nc), _to_chunks(x, q_len, nc)
-        uq = dtq * xq
+        dtq, uq = _to_chunks(dt, q_len, nc), _to_chunks(dt * x, q_len, nc)
         Bq, Cq = _to_chunks(B, q_len, nc), _to_chunks(C, q_len, nc)
         y = x.new_empty(q_len, nc * b, d)
         starts = x.new_empty(nc, b, d, n)
@@ -247,17 +254,18 @@ def selective_scan(x, dt, A, B, C, h0=None, impl: str = "chunked", chunk: int | 
     raise ValueError(f"scan impl must be 'chunked' or 'ref', got {impl!r}")
 
 
-def depthwise_causal_conv(xt: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """Depthwise convolution of already left-padded inputs xt [b, d, L + K - 1] with weight [d, 1, K]:
-    y_t = bias + Σ_k w_k x_{t+k}. Written as K shifted multiply-adds: the same numbers as
-    ``F.conv1d(xt, weight, bias, groups=d)``, and on CPU a much faster backward than torch's."""
+def depthwise_causal_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Depthwise convolution of already left-padded inputs xp [b, L + K - 1, d] (channels last) with
+    weight [d, 1, K]: y_t = bias + Σ_k w_k xp_{t+k}, giving [b, L, d]. Written as K shifted
+    multiply-adds along the time axis: the same numbers as ``F.conv1d`` with ``groups=d`` on the
+    transposed input, without the transposes, and on CPU a much faster backward than torch's."""
     k = weight.shape[-1]
-    length = xt.shape[-1] - k + 1
-    w = weight[:, 0, :].to(xt.dtype)
-    y = xt[..., :length] * w[:, 0, None]
+    length = xp.shape[1] - k + 1
+    w = weight[:, 0, :].t().to(xp.dtype)  # [K, d]
+    y = xp[:, :length] * w[0]
     for i in range(1, k):
-        y = torch.addcmul(y, xt[..., i : i + length], w[:, i, None])
-    return y if bias is None else y + bias.to(xt.dtype)[:, None]
+        y.addcmul_(xp[:, i : i + length], w[i])
+    return y if bias is None else y.add_(bias.to(xp.dtype))
 
 
 @dataclass
@@ -326,16 +334,15 @@ class MambaMixer(nn.Module):
         keep = None if attention_mask is None else attention_mask[:, -L:, None].to(x.dtype)
         if keep is not None:
             x = x * keep
-        # causal depthwise convolution over [previous K-1 inputs ; x]
-        xt = x.transpose(1, 2)  # [b, d_inner, L]
+        # causal depthwise convolution over [previous K-1 inputs ; x], channels last: [b, K-1+L, d_inner]
         k = self.d_conv - 1
         if state is not None and state.conv is not None:
-            xt = torch.cat([state.conv.to(xt.dtype), xt], dim=-1)
+            xp = torch.cat([state.conv.transpose(1, 2).to(x.dtype), x], dim=1)
         else:
-            xt = F.pad(xt, (k, 0))
-        if state is not None:
-            state.conv = xt[:, :, xt.shape[-1] - k :].detach() if k else xt[:, :, :0]
-        x = self.act(depthwise_causal_conv(xt, self.conv1d.weight, self.conv1d.bias)).transpose(1, 2)  # [b, L, d_inner]
+            xp = F.pad(x, (0, 0, k, 0))
+        if state is not None:  # kept as [b, d_inner, K-1] (Hugging Face's conv-state layout)
+            state.conv = xp[:, xp.shape[1] - k :].transpose(1, 2).detach().clone(memory_format=torch.contiguous_format)
+        x = self.act(depthwise_causal_conv(xp, self.conv1d.weight, self.conv1d.bias))
         if keep is not None:
             x = x * keep
         dt, Bm, Cm = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
