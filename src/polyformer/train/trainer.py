@@ -26,6 +26,7 @@ from ..config import BaseConfig, check, check_choice, check_positive_int
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_write_bytes, atomic_write_json, read_json
 from ..registry import build_model, get_config
+from ..runtime import retain_freed_memory
 from .optim import SCHEDULES, build_optimizer, lr_at
 from .tasks import make_task
 
@@ -59,6 +60,7 @@ class TrainConfig(BaseConfig):
     dtype: str = "float32"  # or 'bfloat16' (autocast)
     compile: bool = False
     threads: int = 0  # 0 = torch's default
+    retain_memory: bool = True  # keep freed activations in the process (faster CPU steps; polyformer.runtime)
     max_time: float = 0.0  # seconds; 0 = no limit
     stop_val_loss: float = 0.0  # stop once an evaluation reaches this validation loss
     stop_accuracy: float = 0.0  # stop once an evaluation reaches this accuracy (classification, copying)
@@ -229,6 +231,8 @@ def train(cfg: TrainConfig, log=print) -> dict:
     """Run training; returns the final metrics (also appended to ``out_dir/metrics.jsonl``)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.retain_memory:
+        retain_freed_memory()
     torch.manual_seed(cfg.seed)
     out = Path(cfg.out_dir)
     resuming = cfg.resume and (out / STATE_NAME).exists()
