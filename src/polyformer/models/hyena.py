@@ -15,6 +15,7 @@ No position embedding: the implicit filters are functions of the lag, so they ca
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -48,6 +49,11 @@ class HyenaConfig(BaseConfig):
     short_filter_order: int = 3
     filter_w: float = 10.0  # initial sine frequency of the filter network
     num_inner_mlps: int = 2
+    # Initialisation. 'normal': every linear layer, the filter networks' included, N(0, 0.02) with zero
+    # biases and the residual output projections (out_proj, fc2) scaled by 1/sqrt(2 n_layers), as
+    # safari's LMs do (filters start small, close to the skip term D). 'torch': the filter networks
+    # keep torch's default initialisation and nothing is rescaled.
+    init: str = "normal"
     trainable_pos: bool = False
     shared_sin: bool = False
     pos_freqs: str = "linear"
@@ -70,6 +76,7 @@ class HyenaConfig(BaseConfig):
         check(self.input_dim >= 0, "input_dim", self.input_dim, ">= 0 (0 = token ids)")
         check(self.arch == "classifier" or self.input_dim == 0, "input_dim", self.input_dim, "0 for the LM")
         check_choice("pos_freqs", self.pos_freqs, ("linear", "safari"))
+        check_choice("init", self.init, ("normal", "torch"))
         check_prob("dropout", self.dropout)
         check_prob("label_smoothing", self.label_smoothing)
         check(self.norm_eps > 0, "norm_eps", self.norm_eps, "> 0")
@@ -102,13 +109,17 @@ class HyenaBlock(nn.Module):
         return x + self.dropout(self.mlp(self.norm2(x)))
 
 
-def _init(model: nn.Module) -> None:
-    """GPT-2 style: N(0, 0.02) for linear and embedding weights, zero biases (filters keep theirs)."""
+def _init(model: nn.Module, cfg: HyenaConfig) -> None:
+    """GPT-2 style: N(0, 0.02) for linear and embedding weights, zero biases; see ``HyenaConfig.init``
+    for what happens to the filter networks and the residual projections."""
     for name, m in model.named_modules():
-        if ".filter_fn" in name or name.endswith("filter_fn"):
+        if cfg.init == "torch" and (".filter_fn" in name or name.endswith("filter_fn")):
             continue
         if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            std = 0.02
+            if cfg.init == "normal" and name.endswith(("mixer.out_proj", "mlp.fc2")):
+                std /= math.sqrt(2 * cfg.n_layers)
+            nn.init.normal_(m.weight, 0.0, std)
             if getattr(m, "bias", None) is not None:
                 nn.init.zeros_(m.bias)
 
@@ -133,7 +144,7 @@ class HyenaLM(LMGenerateMixin, PolyModel):
         self.blocks = nn.ModuleList(HyenaBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
-        _init(self)
+        _init(self, cfg)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
 
@@ -175,7 +186,7 @@ class HyenaClassifier(PolyModel):
         self.blocks = nn.ModuleList(HyenaBlock(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.num_classes)
-        _init(self)
+        _init(self, cfg)
 
     def _embed(self, inputs, attention_mask):
         cfg = self.config
@@ -249,4 +260,5 @@ register_model(
     d_ff=256,
     max_seq_len=2048,
     num_classes=10,
+    init="torch",  # as trained for docs/benchmarks.md (spoken digits)
 )
