@@ -22,3 +22,29 @@ def test_examples_follow_the_definition():
 def test_too_many_examples_for_the_space_is_an_error():
     with pytest.raises(ValueError, match="distinct examples"):
         make_examples(10_000, seq_len=2, vocab_size=6, seed=0)
+
+
+def test_length_curriculum_and_resume():
+    import pytest
+
+    from polyformer.errors import ConfigError
+    from polyformer.train.tasks import AssociativeRecallTask
+
+    data = {"vocab_size": 10, "seq_len": 32, "n_train": 12, "n_test": 4, "start_length": 8, "stage_steps": 3}
+    task = AssociativeRecallTask(data, batch_size=4, seed=0)
+    lengths = [task.train_batch()["x"].shape[1] for _ in range(10)]
+    assert lengths == [10] * 3 + [18] * 3 + [34] * 4  # inputs hold length + 2 tokens
+    assert task.test_x.shape[1] == 34
+
+    # interrupted at a stage boundary, a resumed task continues with exactly the same batches
+    a = AssociativeRecallTask(data, batch_size=4, seed=0)
+    for _ in range(3):
+        a.train_batch()
+    state, gen = a.state_dict(), a.gen.get_state()
+    b = AssociativeRecallTask(data, batch_size=4, seed=0)
+    b.load_state_dict(state)
+    b.gen.set_state(gen)
+    for _ in range(5):
+        assert torch.equal(a.train_batch()["x"], b.train_batch()["x"])
+    with pytest.raises(ConfigError, match="start_length"):
+        AssociativeRecallTask(data | {"start_length": 64}, batch_size=4, seed=0)

@@ -59,3 +59,16 @@ def test_length_curriculum_doubles_per_stage_and_resumes():
         SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 80}, 4, seed=0)
     with pytest.raises(ConfigError, match="n_data"):
         SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 2}, 4, seed=0)
+
+
+def test_curriculum_stage_lists():
+    import pytest
+
+    from polyformer.errors import ConfigError
+    from polyformer.train.tasks import SelectiveCopyTask, curriculum_length
+
+    steps = [3, 1]
+    assert [curriculum_length(b, 8, 40, steps) for b in range(7)] == [8, 8, 8, 16, 32, 40, 40]
+    assert curriculum_length(10**6, 8, 40, [5]) == 40 and curriculum_length(0, 40, 40, [5]) == 40
+    with pytest.raises(ConfigError, match="stage_steps"):
+        SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 8, "stage_steps": [2, 0]}, 4, seed=0)

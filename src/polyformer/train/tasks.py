@@ -82,6 +82,32 @@ class LMTask:
         return {"val_loss": total / count}
 
 
+def _stage_steps(value, task: str) -> list[int]:
+    """``stage_steps`` of a length curriculum: one count for every stage, or a list (one per stage,
+    the last repeated)."""
+    steps = list(value) if isinstance(value, (list, tuple)) else [value]
+    try:
+        steps = [int(s) for s in steps]
+    except (TypeError, ValueError):
+        steps = []
+    if not steps or min(steps) < 1:
+        raise ConfigError(f"{task}: stage_steps must be a positive integer or a list of them, got {value!r}")
+    return steps
+
+
+def curriculum_length(batches: int, start: int, final: int, stage_steps: list[int]) -> int:
+    """Length after ``batches`` training batches of a curriculum that starts at ``start`` and doubles
+    (up to ``final``) after stage_steps[0] batches, then stage_steps[1], ... (the last repeated)."""
+    length, stage = start, 0
+    while length < final:
+        n = stage_steps[min(stage, len(stage_steps) - 1)]
+        if batches < n:
+            break
+        batches -= n
+        length, stage = min(final, 2 * length), stage + 1
+    return length
+
+
 class _EpochQueue:
     """Epoch-wise data order: ``_queue`` holds the rest of the current epoch's batches (lists of
     example indices); saved with checkpoints so a resumed run sees exactly the same batches."""
@@ -305,9 +331,9 @@ class SelectiveCopyTask:
     seeded set for evaluation. ``data``: length (512), n_data (16), vocab_size (16), n_val (512).
 
     Optional length curriculum: ``start_length`` (default: ``length``, no curriculum) and
-    ``stage_steps`` (500): training examples have start_length positions for the first stage_steps
-    batches, twice as many for the next stage_steps, and so on up to ``length``. Evaluation always
-    uses ``length``."""
+    ``stage_steps`` (500, or a list with one count per stage, the last repeated): training examples
+    have start_length positions for the first stage, twice as many for the next, and so on up to
+    ``length``. Evaluation always uses ``length``."""
 
     kind = "lm"
 
@@ -318,11 +344,9 @@ class SelectiveCopyTask:
         self.n_data = int(data.get("n_data", 16))
         self.vocab = int(data.get("vocab_size", 16))
         self.start_length = int(data.get("start_length", self.length))
-        self.stage_steps = int(data.get("stage_steps", 500))
+        self.stage_steps = _stage_steps(data.get("stage_steps", 500), "selective_copy")
         if not 0 < self.start_length <= self.length:
             raise ConfigError(f"selective_copy: start_length must be in 1..length={self.length}, got {self.start_length}")
-        if self.stage_steps < 1:
-            raise ConfigError(f"selective_copy: stage_steps must be a positive integer, got {self.stage_steps}")
         try:
             selective_copy_batch(1, self.length, self.n_data, self.vocab)
             selective_copy_batch(1, self.start_length, self.n_data, self.vocab)
@@ -350,7 +374,7 @@ class SelectiveCopyTask:
 
     def train_length(self) -> int:
         """Positions per training example now (the curriculum's current stage)."""
-        return min(self.length, self.start_length * 2 ** (self.batches // self.stage_steps))
+        return curriculum_length(self.batches, self.start_length, self.length, self.stage_steps)
 
     def train_batch(self) -> dict:
         from ..tasks.selective_copy import selective_copy_batch
@@ -385,7 +409,12 @@ class SelectiveCopyTask:
 
 class AssociativeRecallTask(_EpochQueue):
     """Associative recall (``tasks/associative_recall.py``). ``data``: vocab_size (30), seq_len (1024),
-    n_train (4000), n_test (500). Training scores every position; evaluation the recalled value."""
+    n_train (4000), n_test (500). Training scores every position; evaluation the recalled value.
+
+    Optional length curriculum, as for selective copying: ``start_length`` (default: ``seq_len``) and
+    ``stage_steps`` (500, or a list with one count per stage, the last repeated): the training set is
+    drawn at start_length key-value tokens for the first stage, then at twice that, and so on up to ``seq_len`` (n_train examples per
+    length, the same seed). The test set is always at ``seq_len``."""
 
     kind = "lm"
 
@@ -393,15 +422,41 @@ class AssociativeRecallTask(_EpochQueue):
         from ..tasks.associative_recall import make_examples
 
         self.vocab = int(data.get("vocab_size", 30))
-        seq_len = int(data.get("seq_len", 1024))
+        self.seq_len = int(data.get("seq_len", 1024))
+        self.n_train = int(data.get("n_train", 4000))
+        self.start_length = int(data.get("start_length", self.seq_len))
+        self.stage_steps = _stage_steps(data.get("stage_steps", 500), "associative_recall")
+        if not 2 <= self.start_length <= self.seq_len:
+            raise ConfigError(f"associative_recall: start_length must be in 2..seq_len={self.seq_len}, got {self.start_length}")
+        self.seed = seed
         try:
-            self.x, self.y, _ = make_examples(int(data.get("n_train", 4000)), seq_len, self.vocab, seed)
-            self.test_x, _, self.test_y = make_examples(int(data.get("n_test", 500)), seq_len, self.vocab, seed + 1)
+            self.test_x, _, self.test_y = make_examples(int(data.get("n_test", 500)), self.seq_len, self.vocab, seed + 1)
+            self._load_stage(self.start_length)
         except ValueError as e:
             raise ConfigError(f"associative_recall: {e}") from None
         self.batch_size, self.tokenizer = batch_size, None
         self.gen = torch.Generator().manual_seed(seed)
-        self._queue, self.epoch = [], 0
+        self._queue, self.epoch, self.batches = [], 0, 0
+
+    def _load_stage(self, length: int) -> None:
+        from ..tasks.associative_recall import make_examples
+
+        self.x, self.y, _ = make_examples(self.n_train, length, self.vocab, self.seed)
+        self.length = length
+
+    def train_length(self) -> int:
+        """Key-value tokens per training example now (the curriculum's current stage)."""
+        return curriculum_length(self.batches, self.start_length, self.seq_len, self.stage_steps)
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {"batches": self.batches, "length": self.length}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.batches = int(state.get("batches", 0))
+        length = int(state.get("length", self.seq_len))  # the training set the saved queue refers to
+        if length != self.length:
+            self._load_stage(length)
 
     def model_overrides(self) -> dict:
         return {"vocab_size": self.vocab}
@@ -410,6 +465,10 @@ class AssociativeRecallTask(_EpochQueue):
         return batch["x"].numel()
 
     def train_batch(self) -> dict:
+        if self.train_length() != self.length:  # next stage: a new training set, a new epoch order
+            self._load_stage(self.train_length())
+            self._queue = []
+        self.batches += 1
         if not self._queue:
             perm = torch.randperm(len(self.x), generator=self.gen).tolist()
             self._queue = [perm[i : i + self.batch_size] for i in range(0, len(perm), self.batch_size)][::-1]
