@@ -346,7 +346,9 @@ class SelectiveCopyTask:
         self.start_length = int(data.get("start_length", self.length))
         self.stage_steps = _stage_steps(data.get("stage_steps", 500), "selective_copy")
         if not 0 < self.start_length <= self.length:
-            raise ConfigError(f"selective_copy: start_length must be in 1..length={self.length}, got {self.start_length}")
+            raise ConfigError(
+                f"selective_copy: start_length must be in 1..length={self.length}, got {self.start_length}"
+            )
         try:
             selective_copy_batch(1, self.length, self.n_data, self.vocab)
             selective_copy_batch(1, self.start_length, self.n_data, self.vocab)
@@ -413,8 +415,8 @@ class AssociativeRecallTask(_EpochQueue):
 
     Optional length curriculum, as for selective copying: ``start_length`` (default: ``seq_len``) and
     ``stage_steps`` (500, or a list with one count per stage, the last repeated): the training set is
-    drawn at start_length key-value tokens for the first stage, then at twice that, and so on up to ``seq_len`` (n_train examples per
-    length, the same seed). The test set is always at ``seq_len``."""
+    drawn at start_length key-value tokens for the first stage, then at twice that, and so on up to
+    ``seq_len`` (n_train examples per length, the same seed). The test set is always at ``seq_len``."""
 
     kind = "lm"
 
@@ -427,10 +429,14 @@ class AssociativeRecallTask(_EpochQueue):
         self.start_length = int(data.get("start_length", self.seq_len))
         self.stage_steps = _stage_steps(data.get("stage_steps", 500), "associative_recall")
         if not 2 <= self.start_length <= self.seq_len:
-            raise ConfigError(f"associative_recall: start_length must be in 2..seq_len={self.seq_len}, got {self.start_length}")
+            raise ConfigError(
+                f"associative_recall: start_length must be in 2..seq_len={self.seq_len}, got {self.start_length}"
+            )
         self.seed = seed
         try:
-            self.test_x, _, self.test_y = make_examples(int(data.get("n_test", 500)), self.seq_len, self.vocab, seed + 1)
+            self.test_x, _, self.test_y = make_examples(
+                int(data.get("n_test", 500)), self.seq_len, self.vocab, seed + 1
+            )
             self._load_stage(self.start_length)
         except ValueError as e:
             raise ConfigError(f"associative_recall: {e}") from None
