@@ -1,6 +1,6 @@
 """Jamba on CPU against transformers.JambaForCausalLM holding the same weights, measured in one run.
 
-    python benchmarks/jamba_speed.py [--repeats 3] [--skip-hf-default]
+    python benchmarks/jamba_speed.py [--repeats 3] [--skip-hf-default] [--profile]
 
 Model: the `jamba-small` preset (vocab 256, width 256, 8 layers with attention at layer 4, 4 experts
 top-2 in every 2nd layer, d_state 16, expand 2), batch 1. Peers: transformers' PyTorch path (the
@@ -103,16 +103,46 @@ def decode_speed(model, prompt_len: int, new_tokens: int = 64) -> float:
         return new_tokens / (time.perf_counter() - t0)
 
 
+def profile_forward(length: int = 4096) -> int:
+    """torch.profiler on one forward of ours: total, matrix products, and the selective scans."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build("ours", "").eval()
+    x = ids(length)
+    with torch.inference_mode():
+        model(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model(x)
+    events = {e.key: e for e in prof.key_averages()}
+    ms = {
+        "total_ms": sum(e.self_cpu_time_total for e in events.values()) / 1e3,
+        "matmul_ms": sum(events[k].self_cpu_time_total for k in ("aten::mm", "aten::addmm", "aten::bmm") if k in events)
+        / 1e3,
+        "selective_scan_ms": events["_ChunkedScan"].cpu_time_total / 1e3 if "_ChunkedScan" in events else None,
+    }
+    print(f"forward at {length:,} tokens, profiled:", json.dumps({k: round(v, 1) for k, v in ms.items() if v}))
+    out = ROOT / "benchmarks" / "results" / "jamba_speed.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["forward_4096_profile"] = ms
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--skip-hf-default", action="store_true", help="skip the slow sequential-scan peer (~4 min)")
+    p.add_argument(
+        "--profile", action="store_true", help="only profile our forward at 4,096 tokens (where the time goes)"
+    )
     p.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
     p.add_argument("--length", type=int, default=4096, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child_memory:
         child_peak_memory(args.child_memory, args.length)
         return 0
+    if args.profile:
+        return profile_forward()
     try:
         import mambapy  # noqa: F401
         import transformers

@@ -1,7 +1,9 @@
 import pytest
 import torch
 
+from polyformer.errors import ConfigError
 from polyformer.tasks.associative_recall import make_examples, vocabulary
+from polyformer.train.tasks import AssociativeRecallTask
 
 
 def test_examples_follow_the_definition():
@@ -25,11 +27,6 @@ def test_too_many_examples_for_the_space_is_an_error():
 
 
 def test_length_curriculum_and_resume():
-    import pytest
-
-    from polyformer.errors import ConfigError
-    from polyformer.train.tasks import AssociativeRecallTask
-
     data = {"vocab_size": 10, "seq_len": 32, "n_train": 12, "n_test": 4, "start_length": 8, "stage_steps": 3}
     task = AssociativeRecallTask(data, batch_size=4, seed=0)
     lengths = [task.train_batch()["x"].shape[1] for _ in range(10)]

@@ -1,7 +1,10 @@
+import pytest
 import torch
 
+from polyformer.errors import ConfigError
 from polyformer.tasks.selective_copy import BLANK, SEP, answer_accuracy, selective_copy_batch
 from polyformer.train import TrainConfig, train
+from polyformer.train.tasks import SelectiveCopyTask, curriculum_length
 
 
 def test_batch_layout():
@@ -40,11 +43,6 @@ def test_trains_and_stops_at_accuracy(tmp_path):
 
 
 def test_length_curriculum_doubles_per_stage_and_resumes():
-    import pytest
-
-    from polyformer.errors import ConfigError
-    from polyformer.train.tasks import SelectiveCopyTask
-
     task = SelectiveCopyTask({"length": 40, "n_data": 3, "start_length": 8, "stage_steps": 2}, 4, seed=0)
     widths = [task.train_batch()["x"].shape[1] - 1 - 3 for _ in range(9)]
     assert widths == [8, 8, 16, 16, 32, 32, 40, 40, 40]
@@ -62,11 +60,6 @@ def test_length_curriculum_doubles_per_stage_and_resumes():
 
 
 def test_curriculum_stage_lists():
-    import pytest
-
-    from polyformer.errors import ConfigError
-    from polyformer.train.tasks import SelectiveCopyTask, curriculum_length
-
     steps = [3, 1]
     assert [curriculum_length(b, 8, 40, steps) for b in range(7)] == [8, 8, 8, 16, 32, 40, 40]
     assert curriculum_length(10**6, 8, 40, [5]) == 40 and curriculum_length(0, 40, 40, [5]) == 40
