@@ -3,13 +3,14 @@
 glibc's malloc serves every allocation above a threshold (at most 32 MiB by default) with a fresh
 ``mmap`` and returns it to the system on free. A training step on long sequences allocates and frees
 activations of tens to hundreds of MiB each; every one of them is then page-faulted in (zero-filled by
-the kernel, 4 KiB at a time) on every step. On CPU that is up to half the time of a long-sequence step:
-a Hyena block (forward and backward) at 32K tokens took 4.0 s with the defaults and 1.7 s with
-:func:`retain_freed_memory` (``benchmarks/hyena_scaling.py``, with and without ``--default-malloc``).
-The price is resident memory: what a step frees stays with the process for the next step instead of
-going back to the system (which is what a training loop wants anyway), and the heap fragments, so the
-peak is higher (3.7 GiB against 2.4 GiB for that block at 64K tokens). Same effect as the environment variables ``MALLOC_MMAP_THRESHOLD_`` and
-``MALLOC_TRIM_THRESHOLD_``, or as preloading jemalloc or tcmalloc.
+the kernel, 4 KiB at a time) on every step. On CPU that can be more than half the time of a
+long-sequence step: a Hyena block (forward and backward) at 32K tokens took 4.0 s with the defaults
+and 1.7 s with :func:`retain_freed_memory` (``benchmarks/hyena_scaling.py``, with and without
+``--default-malloc``). The price is resident memory: what a step frees stays with the process for the
+next step instead of going back to the system (which is what a training loop wants anyway), and the
+heap fragments, so the peak is higher (3.7 GiB against 2.4 GiB for that block at 64K tokens). Same
+effect as the environment variables ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_``, or as
+preloading jemalloc or tcmalloc.
 """
 
 from __future__ import annotations
