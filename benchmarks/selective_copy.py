@@ -21,7 +21,7 @@ from polyformer.train import load_train_config  # noqa: E402
 from run_summary import train_and_summarise  # noqa: E402
 
 RUNS = {
-    # a 2-layer Mamba, trained at 512 positions from the start
+    # a 2-layer Mamba, with a length curriculum 64 -> 512
     "mamba": ("configs/selective_copy_mamba.yaml", []),
     # a 2-layer Jamba (a Mamba layer, then an attention layer), with a length curriculum 64 -> 512
     "jamba": ("configs/selective_copy_jamba.yaml", []),
