@@ -61,16 +61,20 @@ def next_token(
 def lm_generate(
     model,
     input_ids,
-    max_new_tokens,
-    do_sample,
-    temperature,
-    top_k,
-    top_p,
-    eos_token_id,
-    attention_mask,
-    generator,
-    use_cache,
-):
+    max_new_tokens: int = 64,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_token_id: int | None = None,
+    attention_mask=None,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> torch.Tensor:
+    """Continue ``input_ids`` [B, T] by up to ``max_new_tokens`` (greedy, or sampling with
+    temperature / top-k / top-p); returns [B, T + new]. With ``use_cache`` each new token reuses the
+    model's cache (``model.new_cache()``) instead of recomputing the prefix. Causal LMs expose this
+    as ``model.generate`` (``LMGenerateMixin``)."""
     cfg = model.config
     _check_sampling(temperature, top_k, top_p)
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:

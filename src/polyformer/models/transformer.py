@@ -34,6 +34,7 @@ from torch import nn
 
 from ..config import BaseConfig, check, check_choice, check_positive_int, check_prob
 from ..errors import DataError, SequenceTooLongError
+from ..generation import lm_generate
 from ..layers import KVCache, MultiHeadAttention, make_mlp, make_norm, make_positional
 from ..layers.mlp import ACTIVATIONS
 from ..modeling import ModelOutput, PolyModel
@@ -318,40 +319,10 @@ def lm_loss(logits, labels, attention_mask=None, shift_labels: bool = True, labe
 
 
 class LMGenerateMixin:
-    """``generate`` for causal LMs that take ``model(ids, attention_mask=, cache=)`` and ``new_cache()``."""
+    """``generate`` (:func:`polyformer.generation.lm_generate`, without autograd) for causal LMs that
+    take ``model(ids, attention_mask=, cache=)`` and have ``new_cache()``."""
 
-    @torch.no_grad()
-    def generate(
-        self,
-        input_ids,
-        max_new_tokens: int = 64,
-        do_sample: bool = False,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        eos_token_id: int | None = None,
-        attention_mask=None,
-        generator: torch.Generator | None = None,
-        use_cache: bool = True,
-    ) -> torch.Tensor:
-        """Continue ``input_ids`` [B, T] by up to ``max_new_tokens`` (greedy, or sampling with
-        temperature / top-k / top-p); returns [B, T + new]. With ``use_cache`` each new token reuses
-        the model's cache instead of recomputing the prefix."""
-        from ..generation import lm_generate
-
-        return lm_generate(
-            self,
-            input_ids,
-            max_new_tokens,
-            do_sample,
-            temperature,
-            top_k,
-            top_p,
-            eos_token_id,
-            attention_mask,
-            generator,
-            use_cache,
-        )
+    generate = torch.no_grad()(lm_generate)
 
 
 def cross_entropy(logits, labels, label_smoothing: float = 0.0, ignore_index: int = -100):
