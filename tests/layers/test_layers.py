@@ -94,3 +94,17 @@ def test_sinusoidal_table_formula():
     pos, i = 37, 3
     assert t[pos, 2 * i].item() == pytest.approx(math.sin(pos / 10000 ** (2 * i / 16)), abs=1e-6)
     assert t[pos, 2 * i + 1].item() == pytest.approx(math.cos(pos / 10000 ** (2 * i / 16)), abs=1e-6)
+
+
+def test_self_attention_projections_fused_and_separate_agree(monkeypatch):
+    import polyformer.layers.attention as attention_module
+
+    torch.manual_seed(0)
+    mha = attention_module.MultiHeadAttention(32, 4, n_kv_heads=2, bias=True).double()
+    x = torch.randn(2, 40, 32, dtype=torch.float64)
+    monkeypatch.setattr(attention_module, "_FUSE_QKV_MIN_TOKENS", 1)  # 80 tokens: one stacked product
+    fused = mha._self_qkv(x)
+    monkeypatch.setattr(attention_module, "_FUSE_QKV_MIN_TOKENS", 10**9)  # three products
+    separate = mha._self_qkv(x)
+    for a, b in zip(fused, separate):
+        assert a.shape == b.shape and torch.allclose(a, b, atol=1e-12)

@@ -58,6 +58,9 @@ def causal_mask(q_len: int, k_len: int, device=None) -> torch.Tensor:
     return j <= i + past
 
 
+_FUSE_QKV_MIN_TOKENS = 64  # below this many tokens per call, q/k/v are three separate projections
+
+
 class MultiHeadAttention(nn.Module):
     def __init__(
         self,
@@ -84,8 +87,15 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout
 
     def _self_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values of self-attention with one matrix multiply (the three weight
-        matrices stacked), split into heads."""
+        """Queries, keys and values of self-attention, split into heads. For many tokens one matrix
+        multiply with the three weight matrices stacked (faster on CPU); for a few (decoding steps)
+        three, since stacking copies the weights, which then costs as much as the products."""
+        if x.shape[0] * x.shape[1] < _FUSE_QKV_MIN_TOKENS:
+            return (
+                self._split(self.q_proj(x), self.n_heads),
+                self._split(self.k_proj(x), self.n_kv_heads),
+                self._split(self.v_proj(x), self.n_kv_heads),
+            )
         w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
         bias = None
         if self.q_proj.bias is not None:
