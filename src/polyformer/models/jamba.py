@@ -33,7 +33,7 @@ from ..layers.attention import KVCache, MultiHeadAttention
 from ..layers.mlp import GLUMLP
 from ..layers.moe import MoE, load_balancing_loss
 from ..layers.norms import RMSNorm
-from ..layers.ssm import MambaMixer, MambaState
+from ..layers.ssm import SCAN_IMPLS, MambaMixer, MambaState
 from ..modeling import ModelOutput, PolyModel
 from ..registry import register_family, register_model
 from .transformer import LMGenerateMixin, _check_ids, lm_loss
@@ -68,7 +68,7 @@ class JambaConfig(BaseConfig):
     dt_norms: bool = True  # Jamba's RMSNorms on Δ, B, C
     conv_bias: bool = True
     proj_bias: bool = False
-    scan_impl: str = "chunked"  # or 'ref' (the sequential reference)
+    scan_impl: str = "auto"  # 'kernel' (compiled CPU), 'chunked', 'ref' (sequential); auto: kernel if it builds
     scan_chunk: int = 0  # 0 = about sqrt(L/2)
     # shared
     norm_eps: float = 1e-6
@@ -106,7 +106,7 @@ class JambaConfig(BaseConfig):
         check(self.top_k <= self.num_experts, "top_k", self.top_k, f"at most num_experts={self.num_experts}")
         check(self.dt_rank >= 0, "dt_rank", self.dt_rank, ">= 0 (0 = ceil(d_model / 16))")
         check(self.scan_chunk >= 0, "scan_chunk", self.scan_chunk, ">= 0 (0 = automatic)")
-        check_choice("scan_impl", self.scan_impl, ("chunked", "ref"))
+        check_choice("scan_impl", self.scan_impl, SCAN_IMPLS)
         check(self.norm_eps > 0, "norm_eps", self.norm_eps, "> 0")
         check(self.router_aux_loss_coef >= 0, "router_aux_loss_coef", self.router_aux_loss_coef, ">= 0")
         check_prob("attn_dropout", self.attn_dropout)

@@ -1,0 +1,366 @@
+// Selective scan on CPU (Gu & Dao 2023), fused with what surrounds it in the Mamba mixer:
+//
+//   Δ_t = softplus(δ_t + b_Δ)  (or δ_t as given),   a_t = exp(Δ_t A),
+//   h_t = a_t ⊙ h_{t-1} + (Δ_t x_t) B_t,   y_t = Σ_n C_t[n] h_t[n] + D x_t,   out_t = y_t · silu(z_t)
+//
+// per channel d and state index n (the interface of mamba_ssm's selective_scan_fn). Work is split
+// into (batch row, block of BLOCK channels) units run in parallel on torch's thread pool; inside a
+// unit the state is [n][BLOCK] and the innermost loop runs over the BLOCK channels, so it vectorises
+// (exp included, through glibc's vector math library) and the state stays in cache: one pass over
+// the inputs per position. The backward recomputes the states chunk by chunk from those saved at
+// every q_len-th position and runs the adjoint g_t = C_t dy_t + a_{t+1} ⊙ g_{t+1} in reverse.
+// Layouts: x, δ, z, out [b, L, d]; B, C [b, L, n]; At = A transposed [n, d]; states [b, d, n].
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace {
+
+using Opt = c10::optional<at::Tensor>;
+constexpr int64_t BLOCK = 64;
+
+template <typename T>
+struct Args {
+  const T *x, *dt, *At, *B, *C, *h0, *D, *z, *bias;
+  const T* Wt;  // if set, dt holds δ [b, L, r] and the raw Δ is δ Wt (Δ's projection fused in)
+  bool softplus;
+  int64_t nb, L, d, n, q_len, r;
+  int64_t zs0, zs1;  // z's batch and position strides (its channels are contiguous)
+
+  int64_t zrow(int64_t bi, int64_t t, int64_t d0) const { return bi * zs0 + t * zs1 + d0; }
+};
+
+// exp's argument Δ A is floored here: the decay is then ~1e-35 (float) or ~1e-304 (double) instead
+// of something smaller, a difference far below rounding of the state it multiplies, and the vector
+// exp stays off its slow path for results that underflow (4-5x slower when Δ A < -88 is common).
+template <typename T>
+inline T min_exp_arg();
+template <>
+inline float min_exp_arg<float>() {
+  return -80.0f;
+}
+template <>
+inline double min_exp_arg<double>() {
+  return -700.0;
+}
+
+template <typename T>
+inline T softplus(T v) {
+  return v > T(20) ? v : std::log1p(std::exp(v));  // torch's threshold
+}
+
+template <typename T>
+inline T sigmoid(T v) {
+  return T(1) / (T(1) + std::exp(-v));
+}
+
+// Δ for one position of one block
+template <typename T>
+inline void delta(const Args<T>& p, int64_t bi, int64_t t, int64_t d0, int64_t db, T* out) {
+  if (p.Wt) {
+    const T* dl = p.dt + (bi * p.L + t) * p.r;
+    for (int64_t j = 0; j < db; ++j) out[j] = p.bias ? p.bias[d0 + j] : T(0);
+    for (int64_t k = 0; k < p.r; ++k) {
+      const T v = dl[k];
+      const T* w = p.Wt + k * p.d + d0;
+#pragma omp simd
+      for (int64_t j = 0; j < db; ++j) out[j] += v * w[j];
+    }
+  } else {
+    const T* dtt = p.dt + (bi * p.L + t) * p.d + d0;
+    if (p.bias) {
+#pragma omp simd
+      for (int64_t j = 0; j < db; ++j) out[j] = dtt[j] + p.bias[d0 + j];
+    } else {
+      std::copy(dtt, dtt + db, out);
+    }
+  }
+  if (p.softplus) {
+#pragma omp simd
+    for (int64_t j = 0; j < db; ++j) out[j] = softplus(out[j]);
+  }
+}
+
+template <typename T>
+void forward_unit(const Args<T>& p, T* out, T* h_out, T* starts, int64_t bi, int64_t d0) {
+  const int64_t L = p.L, d = p.d, n = p.n, db = std::min(BLOCK, d - d0);
+  const T lo = min_exp_arg<T>();
+  std::vector<T> h(n * BLOCK, T(0));
+  if (p.h0) {
+    for (int64_t j = 0; j < db; ++j)
+      for (int64_t k = 0; k < n; ++k) h[k * BLOCK + j] = p.h0[(bi * d + d0 + j) * n + k];
+  }
+  T dtv[BLOCK], u[BLOCK], acc[BLOCK];
+  for (int64_t t = 0; t < L; ++t) {
+    if (starts && t % p.q_len == 0) {
+      T* s = starts + ((t / p.q_len) * p.nb + bi) * d * n;
+      for (int64_t j = 0; j < db; ++j)
+        for (int64_t k = 0; k < n; ++k) s[(d0 + j) * n + k] = h[k * BLOCK + j];
+    }
+    const int64_t row = (bi * L + t) * d + d0;
+    const T* xt = p.x + row;
+    const T* Bt = p.B + (bi * L + t) * n;
+    const T* Ct = p.C + (bi * L + t) * n;
+    delta(p, bi, t, d0, db, dtv);
+    for (int64_t j = 0; j < db; ++j) {
+      u[j] = dtv[j] * xt[j];
+      acc[j] = T(0);
+    }
+    for (int64_t k = 0; k < n; ++k) {
+      const T bk = Bt[k], ck = Ct[k];
+      const T* Ak = p.At + k * d + d0;
+      T* hk = h.data() + k * BLOCK;
+#pragma omp simd
+      for (int64_t j = 0; j < db; ++j) {
+        const T hv = std::exp(std::max(dtv[j] * Ak[j], lo)) * hk[j] + u[j] * bk;
+        hk[j] = hv;
+        acc[j] += hv * ck;
+      }
+    }
+    T* ot = out + row;
+    if (p.D) {
+#pragma omp simd
+      for (int64_t j = 0; j < db; ++j) acc[j] += p.D[d0 + j] * xt[j];
+    }
+    if (p.z) {
+      const T* zt = p.z + p.zrow(bi, t, d0);
+#pragma omp simd
+      for (int64_t j = 0; j < db; ++j) ot[j] = acc[j] * zt[j] * sigmoid(zt[j]);
+    } else {
+      std::copy(acc, acc + db, ot);
+    }
+  }
+  for (int64_t j = 0; j < db; ++j)
+    for (int64_t k = 0; k < n; ++k) h_out[(bi * d + d0 + j) * n + k] = h[k * BLOCK + j];
+}
+
+template <typename T>
+struct Grads {
+  const T *gout, *gh;
+  T *gx, *gdt, *gAt, *gBp, *gCp, *gh0, *gD, *gz, *gbias;
+};
+
+template <typename T>
+void backward_unit(const Args<T>& p, const T* starts, const Grads<T>& q, int64_t bi, int64_t blk) {
+  const int64_t L = p.L, d = p.d, n = p.n, d0 = blk * BLOCK, db = std::min(BLOCK, d - d0), Q = p.q_len;
+  const int64_t stride = n * BLOCK;  // one [n][BLOCK] state
+  const T lo = min_exp_arg<T>();
+  std::vector<T> H((Q + 1) * stride), a(Q * stride), dts(Q * BLOCK), g(stride, T(0)), gA(stride, T(0));
+  T* gBp = q.gBp + blk * p.nb * L * n;  // this block's share of Σ_d, summed over blocks afterwards
+  T* gCp = q.gCp + blk * p.nb * L * n;
+  if (q.gh) {
+    for (int64_t j = 0; j < db; ++j)
+      for (int64_t k = 0; k < n; ++k) g[k * BLOCK + j] = q.gh[(bi * d + d0 + j) * n + k];
+  }
+  T u[BLOCK], gu[BLOCK], gda[BLOCK], gd[BLOCK], gy[BLOCK], y[BLOCK], gD[BLOCK] = {}, gb[BLOCK] = {};
+  const int64_t nc = (L + Q - 1) / Q;
+  for (int64_t c = nc - 1; c >= 0; --c) {
+    const int64_t t0 = c * Q, len = std::min(Q, L - t0);
+    const T* s = starts + (c * p.nb + bi) * d * n;
+    for (int64_t j = 0; j < db; ++j)
+      for (int64_t k = 0; k < n; ++k) H[k * BLOCK + j] = s[(d0 + j) * n + k];
+    for (int64_t i = 0; i < len; ++i) {  // the true states of this chunk, its Δ and its decays
+      const int64_t t = t0 + i, row = (bi * L + t) * d + d0;
+      const T* xt = p.x + row;
+      const T* Bt = p.B + (bi * L + t) * n;
+      T* dtv = dts.data() + i * BLOCK;
+      delta(p, bi, t, d0, db, dtv);
+      for (int64_t j = 0; j < db; ++j) u[j] = dtv[j] * xt[j];
+      for (int64_t k = 0; k < n; ++k) {
+        const T bk = Bt[k];
+        const T* Ak = p.At + k * d + d0;
+        const T* hp = H.data() + i * stride + k * BLOCK;
+        T* hn = H.data() + (i + 1) * stride + k * BLOCK;
+        T* ak = a.data() + i * stride + k * BLOCK;
+#pragma omp simd
+        for (int64_t j = 0; j < db; ++j) {
+          const T av = std::exp(std::max(dtv[j] * Ak[j], lo));
+          ak[j] = av;
+          hn[j] = av * hp[j] + u[j] * bk;
+        }
+      }
+    }
+    for (int64_t i = len - 1; i >= 0; --i) {  // the adjoint, backwards through the chunk
+      const int64_t t = t0 + i, row = (bi * L + t) * d + d0;
+      const T* dtv = dts.data() + i * BLOCK;
+      const T* xt = p.x + row;
+      const T* got = q.gout + row;
+      const T* Bt = p.B + (bi * L + t) * n;
+      const T* Ct = p.C + (bi * L + t) * n;
+      const T* zt = p.z ? p.z + p.zrow(bi, t, d0) : nullptr;
+      for (int64_t j = 0; j < db; ++j) {
+        u[j] = dtv[j] * xt[j];
+        gy[j] = zt ? got[j] * zt[j] * sigmoid(zt[j]) : got[j];  // dL/dy_t
+        gu[j] = gda[j] = y[j] = T(0);
+      }
+      for (int64_t k = 0; k < n; ++k) {
+        const T bk = Bt[k], ck = Ct[k];
+        const T* Ak = p.At + k * d + d0;
+        const T* hp = H.data() + i * stride + k * BLOCK;
+        const T* hn = H.data() + (i + 1) * stride + k * BLOCK;
+        const T* ak = a.data() + i * stride + k * BLOCK;
+        T* gk = g.data() + k * BLOCK;
+        T* gAk = gA.data() + k * BLOCK;
+        T sC = T(0), sB = T(0);
+#pragma omp simd reduction(+ : sC, sB)
+        for (int64_t j = 0; j < db; ++j) {
+          const T gv = gk[j] + ck * gy[j];  // g_t
+          y[j] += ck * hn[j];
+          sC += gy[j] * hn[j];
+          sB += u[j] * gv;
+          gu[j] += gv * bk;
+          const T dla = gv * hp[j] * ak[j];  // d(log a_t)
+          gAk[j] += dla * dtv[j];
+          gda[j] += dla * Ak[j];
+          gk[j] = gv * ak[j];  // into position t-1
+        }
+        gCp[(bi * L + t) * n + k] = sC;
+        gBp[(bi * L + t) * n + k] = sB;
+      }
+      for (int64_t j = 0; j < db; ++j) {
+        const T Dj = p.D ? p.D[d0 + j] : T(0);
+        if (zt) {
+          const T zv = zt[j], sg = sigmoid(zv);
+          q.gz[row + j] = got[j] * (y[j] + Dj * xt[j]) * sg * (T(1) + zv * (T(1) - sg));
+        }
+        gD[j] += gy[j] * xt[j];
+        q.gx[row + j] = gu[j] * dtv[j] + gy[j] * Dj;
+        gd[j] = gu[j] * xt[j] + gda[j];  // dL/dΔ_t
+      }
+      if (p.softplus) {  // softplus'(v) = sigmoid(v) = 1 - exp(-softplus(v))
+#pragma omp simd
+        for (int64_t j = 0; j < db; ++j) gd[j] *= -std::expm1(-dtv[j]);
+      }
+      for (int64_t j = 0; j < db; ++j) {  // now dL/d(raw Δ), raw Δ = dt + bias or δ Wt + bias
+        gb[j] += gd[j];
+        q.gdt[row + j] = gd[j];
+      }
+    }
+  }
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t j = 0; j < db; ++j) q.gAt[(bi * n + k) * d + d0 + j] = gA[k * BLOCK + j];
+  for (int64_t j = 0; j < db; ++j) {
+    q.gD[bi * d + d0 + j] = gD[j];
+    q.gbias[bi * d + d0 + j] = gb[j];
+    for (int64_t k = 0; k < n; ++k) q.gh0[(bi * d + d0 + j) * n + k] = g[k * BLOCK + j];
+  }
+}
+
+void check(const Opt& t, const char* name, const at::Tensor& x, int64_t numel) {
+  if (!t.has_value()) return;
+  TORCH_CHECK(t->device().is_cpu(), name, " must be on the CPU");
+  TORCH_CHECK(t->is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(t->scalar_type() == x.scalar_type(), name, " must have the dtype of x");
+  TORCH_CHECK(t->numel() == numel, name, " has ", t->numel(), " elements, expected ", numel);
+}
+
+template <typename T>
+const T* ptr(const Opt& t) {
+  return t.has_value() ? t->data_ptr<T>() : nullptr;
+}
+
+template <typename T>
+Args<T> make_args(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& At, const at::Tensor& B,
+                  const at::Tensor& C, const Opt& h0, const Opt& D, const Opt& z, const Opt& bias, const Opt& Wt,
+                  bool softplus, int64_t q_len) {
+  const int64_t zs0 = z.has_value() ? z->stride(0) : 0, zs1 = z.has_value() ? z->stride(1) : 0;
+  return {x.data_ptr<T>(), dt.data_ptr<T>(), At.data_ptr<T>(), B.data_ptr<T>(), C.data_ptr<T>(),
+          ptr<T>(h0),      ptr<T>(D),        ptr<T>(z),        ptr<T>(bias),    ptr<T>(Wt),
+          softplus,        x.size(0),        x.size(1),        x.size(2),       At.size(0),
+          q_len,           Wt.has_value() ? Wt->size(0) : 0,   zs0,             zs1};
+}
+
+void check_all(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& At, const at::Tensor& B,
+               const at::Tensor& C, const Opt& h0, const Opt& D, const Opt& z, const Opt& bias, const Opt& Wt,
+               int64_t q_len) {
+  TORCH_CHECK(x.dim() == 3 && At.dim() == 2, "x must be [b, L, d] and At [n, d]");
+  TORCH_CHECK(q_len > 0, "q_len must be positive");
+  const int64_t b = x.size(0), L = x.size(1), d = x.size(2), n = At.size(0);
+  check(x, "x", x, b * L * d);
+  if (Wt.has_value()) {
+    TORCH_CHECK(Wt->dim() == 2 && Wt->size(1) == d, "dt_proj_t must be [r, d]");
+    check(Wt, "dt_proj_t", x, Wt->numel());
+    check(dt, "dt (δ, with dt_proj_t)", x, b * L * Wt->size(0));
+  } else {
+    check(dt, "dt", x, b * L * d);
+  }
+  check(At, "At", x, n * d);
+  check(B, "B", x, b * L * n);
+  check(C, "C", x, b * L * n);
+  check(h0, "h0", x, b * d * n);
+  check(D, "D", x, d);
+  if (z.has_value()) {  // z may be a view with rows apart (a chunk of the input projection)
+    TORCH_CHECK(z->device().is_cpu() && z->scalar_type() == x.scalar_type(), "z must be a CPU tensor of x's dtype");
+    TORCH_CHECK(z->dim() == 3 && z->size(0) == b && z->size(1) == L && z->size(2) == d && z->stride(2) == 1,
+                "z must be [b, L, d] with contiguous channels");
+  }
+  check(bias, "dt_bias", x, d);
+}
+
+}  // namespace
+
+// Returns out [b, L, d], the final state [b, d, n] and, if save_starts, the states entering each
+// chunk of q_len positions [ceil(L / q_len), b, d, n] (what the backward needs).
+std::vector<at::Tensor> scan_forward(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& At,
+                                     const at::Tensor& B, const at::Tensor& C, const Opt& h0,
+                                     const Opt& D, const Opt& z,
+                                     const Opt& dt_bias, const Opt& dt_proj_t, bool dt_softplus,
+                                     int64_t q_len, bool save_starts) {
+  check_all(x, dt, At, B, C, h0, D, z, dt_bias, dt_proj_t, q_len);
+  const int64_t b = x.size(0), L = x.size(1), d = x.size(2), n = At.size(0);
+  auto out = at::empty({b, L, d}, x.options());
+  auto h = at::empty({b, d, n}, x.options());
+  auto starts = save_starts ? at::empty({(L + q_len - 1) / q_len, b, d, n}, x.options()) : at::Tensor();
+  const int64_t nblk = (d + BLOCK - 1) / BLOCK;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scan_forward", [&] {
+    const auto p = make_args<scalar_t>(x, dt, At, B, C, h0, D, z, dt_bias, dt_proj_t, dt_softplus, q_len);
+    scalar_t* sp = save_starts ? starts.data_ptr<scalar_t>() : nullptr;
+    at::parallel_for(0, b * nblk, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t w = begin; w < end; ++w)
+        forward_unit<scalar_t>(p, out.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), sp, w / nblk, (w % nblk) * BLOCK);
+    });
+  });
+  return {out, h, starts};
+}
+
+// Gradients of scan_forward's (out, final state), given the starts it saved: x, raw Δ (before bias
+// and softplus; with dt_proj_t the caller takes it on to δ and the projection), At, B, C, h0, D, z
+// (empty when z is absent) and dt_bias.
+std::vector<at::Tensor> scan_backward(const at::Tensor& x, const at::Tensor& dt, const at::Tensor& At,
+                                      const at::Tensor& B, const at::Tensor& C, const Opt& D,
+                                      const Opt& z, const Opt& dt_bias, const Opt& dt_proj_t,
+                                      bool dt_softplus, const at::Tensor& starts, const at::Tensor& gout,
+                                      const Opt& gh, int64_t q_len) {
+  check_all(x, dt, At, B, C, c10::nullopt, D, z, dt_bias, dt_proj_t, q_len);
+  const int64_t b = x.size(0), L = x.size(1), d = x.size(2), n = At.size(0);
+  const int64_t nblk = (d + BLOCK - 1) / BLOCK;
+  check(starts, "starts", x, ((L + q_len - 1) / q_len) * b * d * n);
+  check(gout, "gout", x, b * L * d);
+  check(gh, "gh", x, b * d * n);
+  auto gx = at::empty_like(x), gdt = at::empty_like(x);
+  auto gz = z.has_value() ? at::empty_like(x) : at::Tensor();
+  auto gAt = at::empty({b, n, d}, x.options());
+  auto gBp = at::empty({nblk, b, L, n}, x.options()), gCp = at::empty({nblk, b, L, n}, x.options());
+  auto gh0 = at::empty({b, d, n}, x.options());
+  auto gD = at::empty({b, d}, x.options()), gbias = at::empty({b, d}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "scan_backward", [&] {
+    const auto p = make_args<scalar_t>(x, dt, At, B, C, c10::nullopt, D, z, dt_bias, dt_proj_t, dt_softplus, q_len);
+    const Grads<scalar_t> q{gout.data_ptr<scalar_t>(), ptr<scalar_t>(gh),       gx.data_ptr<scalar_t>(),
+                            gdt.data_ptr<scalar_t>(),  gAt.data_ptr<scalar_t>(), gBp.data_ptr<scalar_t>(),
+                            gCp.data_ptr<scalar_t>(),  gh0.data_ptr<scalar_t>(), gD.data_ptr<scalar_t>(),
+                            z.has_value() ? gz.data_ptr<scalar_t>() : nullptr, gbias.data_ptr<scalar_t>()};
+    const scalar_t* sp = starts.data_ptr<scalar_t>();
+    at::parallel_for(0, b * nblk, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t w = begin; w < end; ++w) backward_unit<scalar_t>(p, sp, q, w / nblk, w % nblk);
+    });
+  });
+  return {gx, gdt, gAt.sum(0), gBp.sum(0), gCp.sum(0), gh0, gD.sum(0), gz, gbias.sum(0)};
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("scan_forward", &scan_forward, "selective scan (fused Δ bias/softplus, D skip, silu(z) gate), forward");
+  m.def("scan_backward", &scan_backward, "selective scan, backward");
+}

@@ -1,0 +1,138 @@
+"""The compiled CPU selective scan against the sequential reference, with everything it fuses."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from polyformer.layers import scan_kernel
+from polyformer.layers.ssm import _KERNEL_Q, MambaMixer, selective_scan
+
+needs_kernel = pytest.mark.skipif(not scan_kernel.available(), reason=f"scan kernel unavailable: {scan_kernel.error()}")
+
+
+def test_kernel_builds_where_a_compiler_is_present():
+    if not scan_kernel.enabled() or shutil.which("c++") is None or shutil.which("ninja") is None:
+        pytest.skip("no compiler or ninja here, or the kernel is disabled")
+    assert scan_kernel.available(), scan_kernel.error()
+
+
+def _case(b, L, d, n, r, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    t = {
+        "x": torch.randn(b, L, d, generator=g, dtype=dtype),
+        "dt": torch.randn(b, L, r, generator=g, dtype=dtype),  # δ, projected to Δ by W
+        "A": -torch.rand(d, n, generator=g, dtype=dtype) * 8 - 0.1,
+        "B": torch.randn(b, L, n, generator=g, dtype=dtype),
+        "C": torch.randn(b, L, n, generator=g, dtype=dtype),
+        "h0": torch.randn(b, d, n, generator=g, dtype=dtype),
+        "D": torch.randn(d, generator=g, dtype=dtype),
+        "xz": torch.randn(b, L, 2 * d, generator=g, dtype=dtype),  # z is its second half: a strided view
+        "bias": torch.randn(d, generator=g, dtype=dtype),
+        "W": torch.randn(d, r, generator=g, dtype=dtype) * 0.5,
+    }
+    return {k: v.requires_grad_() for k, v in t.items()}
+
+
+def _run(impl, t, fused=True, with_h0=True):
+    d = t["x"].shape[-1]
+    h0 = t["h0"] if with_h0 else None
+    if fused:
+        return selective_scan(
+            t["x"], t["dt"], t["A"], t["B"], t["C"], h0, impl,
+            D=t["D"], z=t["xz"][..., d:], dt_bias=t["bias"], dt_softplus=True, dt_proj_weight=t["W"],
+        )  # fmt: skip
+    dt = torch.nn.functional.softplus(t["dt"] @ t["W"].t())  # a plain Δ, computed outside
+    return selective_scan(t["x"], dt, t["A"], t["B"], t["C"], h0, impl)
+
+
+def _values_and_grads(impl, t, **kw):
+    y, h = _run(impl, t, **kw)
+    g = torch.Generator().manual_seed(1)
+    loss = (y * torch.randn(y.shape, generator=g, dtype=y.dtype)).sum() + (
+        h * torch.randn(h.shape, generator=g, dtype=h.dtype)
+    ).sum()
+    leaves = [v for v in t.values()]
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    return [y, h] + [torch.zeros_like(v) if gr is None else gr for v, gr in zip(leaves, grads)]
+
+
+@needs_kernel
+@pytest.mark.parametrize("L", [1, 37, _KERNEL_Q, 2 * _KERNEL_Q + 5])  # within, at and across checkpoints
+@pytest.mark.parametrize("fused", [True, False])
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_kernel_equals_reference_float64_with_gradients(L, fused, with_h0):
+    t = _case(2, L, 70, 5, 3, torch.float64)  # 70 channels: one full block of 64 and a partial one
+    ref = _values_and_grads("ref", t, fused=fused, with_h0=with_h0)
+    got = _values_and_grads("kernel", t, fused=fused, with_h0=with_h0)
+    for name, a, b in zip(["y", "h", *t], got, ref):
+        assert (a - b).abs().max() <= 1e-10 * max(1.0, b.abs().max().item()), name
+
+
+@needs_kernel
+def test_kernel_equals_reference_float32():
+    t = _case(1, 300, 96, 16, 6, torch.float32)
+    ref = _values_and_grads("ref", t)
+    got = _values_and_grads("kernel", t)
+    for name, a, b in zip(["y", "h", *t], got, ref):
+        assert (a - b).abs().max() <= 1e-4 * max(1.0, b.abs().max().item()), name
+
+
+@needs_kernel
+def test_kernel_with_decays_that_underflow():
+    t = _case(1, 80, 16, 4, 2, torch.float32)
+    with torch.no_grad():
+        t["W"].mul_(40)  # Δ A far below -88 for many entries: exp underflows
+    y1, h1 = _run("ref", t)
+    y2, h2 = _run("kernel", t)
+    assert torch.isfinite(y2).all() and torch.allclose(y1, y2, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(h1, h2, atol=1e-4, rtol=1e-4)
+
+
+@needs_kernel
+def test_kernel_leaves_denormals_alone():
+    # The kernel is compiled with -ffast-math; linking with it would flush denormals process-wide.
+    assert (torch.tensor([1e-40]) * 1.0).item() != 0.0
+
+
+@needs_kernel
+def test_kernel_keeps_bfloat16_in_and_out():
+    t = _case(1, 20, 8, 4, 2, torch.float32)
+    bf = {k: v.detach().bfloat16() for k, v in t.items()}
+    y, h = _run("kernel", bf)
+    assert y.dtype == torch.bfloat16 and h.dtype == torch.float32
+
+
+def test_auto_falls_back_to_the_chunked_scan(monkeypatch):
+    t = _case(1, 30, 8, 4, 2, torch.float64)
+    ref, _ = _run("ref", t)
+    monkeypatch.setattr(scan_kernel, "available", lambda: False)
+    y, _ = _run("auto", t)
+    assert (y - ref).abs().max() < 1e-10
+    with pytest.raises(RuntimeError, match="unavailable"):
+        _run("kernel", t)
+
+
+def test_unknown_impl_is_refused():
+    t = _case(1, 4, 8, 4, 2, torch.float64)
+    with pytest.raises(ValueError, match="scan impl"):
+        _run("fast", t)
+
+
+@needs_kernel
+@pytest.mark.parametrize("activation", ["silu", "gelu"])  # silu: the gate runs in the kernel; gelu: outside
+def test_mixer_kernel_equals_reference(activation):
+    torch.manual_seed(0)
+    mixer = MambaMixer(16, 32, d_state=4, dt_norms=True, activation=activation).double()
+    ref = MambaMixer(16, 32, d_state=4, dt_norms=True, activation=activation, scan_impl="ref").double()
+    ref.load_state_dict(mixer.state_dict())
+    mixer.scan_impl = "kernel"
+    u = torch.randn(2, 70, 16, dtype=torch.float64)
+    y1, y2 = mixer(u), ref(u)
+    assert (y1 - y2).abs().max() < 1e-10
+    g1 = torch.autograd.grad(y1.square().sum(), list(mixer.parameters()))
+    g2 = torch.autograd.grad(y2.square().sum(), list(ref.parameters()))
+    for (name, _), a, b in zip(mixer.named_parameters(), g1, g2):
+        assert (a - b).abs().max() < 1e-9 * max(1.0, b.abs().max().item()), name
