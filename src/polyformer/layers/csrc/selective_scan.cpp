@@ -84,57 +84,87 @@ inline void delta(const Args<T>& p, int64_t bi, int64_t t, int64_t d0, int64_t d
   }
 }
 
+// Copies between a block's state [n][BLOCK] and the [b, d, n] layout.
 template <typename T>
-void forward_unit(const Args<T>& p, T* out, T* h_out, T* starts, int64_t bi, int64_t d0) {
-  const int64_t L = p.L, d = p.d, n = p.n, db = std::min(BLOCK, d - d0);
-  const T lo = min_exp_arg<T>();
-  std::vector<T> h(n * BLOCK, T(0));
-  if (p.h0) {
-    for (int64_t j = 0; j < db; ++j)
-      for (int64_t k = 0; k < n; ++k) h[k * BLOCK + j] = p.h0[(bi * d + d0 + j) * n + k];
-  }
-  T dtv[BLOCK], u[BLOCK], acc[BLOCK];
-  for (int64_t t = 0; t < L; ++t) {
-    if (starts && t % p.q_len == 0) {
-      T* s = starts + ((t / p.q_len) * p.nb + bi) * d * n;
-      for (int64_t j = 0; j < db; ++j)
-        for (int64_t k = 0; k < n; ++k) s[(d0 + j) * n + k] = h[k * BLOCK + j];
-    }
-    const int64_t row = (bi * L + t) * d + d0;
-    const T* xt = p.x + row;
-    const T* Bt = p.B + (bi * L + t) * n;
-    const T* Ct = p.C + (bi * L + t) * n;
-    delta(p, bi, t, d0, db, dtv);
-    for (int64_t j = 0; j < db; ++j) {
-      u[j] = dtv[j] * xt[j];
-      acc[j] = T(0);
-    }
-    for (int64_t k = 0; k < n; ++k) {
-      const T bk = Bt[k], ck = Ct[k];
-      const T* Ak = p.At + k * d + d0;
-      T* hk = h.data() + k * BLOCK;
-#pragma omp simd
-      for (int64_t j = 0; j < db; ++j) {
-        const T hv = std::exp(std::max(dtv[j] * Ak[j], lo)) * hk[j] + u[j] * bk;
-        hk[j] = hv;
-        acc[j] += hv * ck;
-      }
-    }
-    T* ot = out + row;
-    if (p.D) {
-#pragma omp simd
-      for (int64_t j = 0; j < db; ++j) acc[j] += p.D[d0 + j] * xt[j];
-    }
-    if (p.z) {
-      const T* zt = p.z + p.zrow(bi, t, d0);
-#pragma omp simd
-      for (int64_t j = 0; j < db; ++j) ot[j] = acc[j] * zt[j] * sigmoid(zt[j]);
-    } else {
-      std::copy(acc, acc + db, ot);
-    }
-  }
+void state_in(const Args<T>& p, const T* src, T* h, int64_t bi, int64_t d0, int64_t db) {
   for (int64_t j = 0; j < db; ++j)
-    for (int64_t k = 0; k < n; ++k) h_out[(bi * d + d0 + j) * n + k] = h[k * BLOCK + j];
+    for (int64_t k = 0; k < p.n; ++k) h[k * BLOCK + j] = src[(bi * p.d + d0 + j) * p.n + k];
+}
+
+template <typename T>
+void state_out(const Args<T>& p, const T* h, T* dst, int64_t bi, int64_t d0, int64_t db) {
+  for (int64_t j = 0; j < db; ++j)
+    for (int64_t k = 0; k < p.n; ++k) dst[(bi * p.d + d0 + j) * p.n + k] = h[k * BLOCK + j];
+}
+
+// One position t of one block of channels: the state h [n][BLOCK] moves from h_{t-1} to h_t and the
+// output of the position is written. FULL: the block has all BLOCK channels, so every inner loop
+// has a compile-time trip count (unrolled, no remainder); only a last, partial block takes the
+// general path.
+template <typename T, bool FULL>
+inline void forward_step(const Args<T>& p, T* h, T* out, int64_t bi, int64_t t, int64_t d0) {
+  const int64_t n = p.n, db = FULL ? BLOCK : std::min(BLOCK, p.d - d0);
+  const T lo = min_exp_arg<T>();
+  T dtv[BLOCK], u[BLOCK], acc[BLOCK];
+  const int64_t row = (bi * p.L + t) * p.d + d0;
+  const T* xt = p.x + row;
+  const T* Bt = p.B + (bi * p.L + t) * n;
+  const T* Ct = p.C + (bi * p.L + t) * n;
+  delta(p, bi, t, d0, db, dtv);
+  for (int64_t j = 0; j < db; ++j) {
+    u[j] = dtv[j] * xt[j];
+    acc[j] = T(0);
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    const T bk = Bt[k], ck = Ct[k];
+    const T* Ak = p.At + k * p.d + d0;
+    T* hk = h + k * BLOCK;
+#pragma omp simd
+    for (int64_t j = 0; j < db; ++j) {
+      const T hv = std::exp(std::max(dtv[j] * Ak[j], lo)) * hk[j] + u[j] * bk;
+      hk[j] = hv;
+      acc[j] += hv * ck;
+    }
+  }
+  T* ot = out + row;
+  if (p.D) {
+#pragma omp simd
+    for (int64_t j = 0; j < db; ++j) acc[j] += p.D[d0 + j] * xt[j];
+  }
+  if (p.z) {
+    const T* zt = p.z + p.zrow(bi, t, d0);
+#pragma omp simd
+    for (int64_t j = 0; j < db; ++j) ot[j] = acc[j] * zt[j] * sigmoid(zt[j]);
+  } else {
+    std::copy(acc, acc + db, ot);
+  }
+}
+
+// Blocks blk0..blk1-1 of batch row bi, all of them advanced one position at a time: each position
+// then reads one contiguous stretch of every [b, L, d] input (which the hardware prefetcher follows;
+// one block at a time through the whole sequence would read 256-byte pieces 2 KB or more apart).
+template <typename T>
+void forward_range(const Args<T>& p, T* out, T* h_out, T* starts, int64_t bi, int64_t blk0, int64_t blk1) {
+  const int64_t stride = p.n * BLOCK, nblk = blk1 - blk0;
+  std::vector<T> hs(nblk * stride, T(0));
+  auto width = [&](int64_t i) { return std::min(BLOCK, p.d - (blk0 + i) * BLOCK); };
+  if (p.h0) {
+    for (int64_t i = 0; i < nblk; ++i) state_in(p, p.h0, hs.data() + i * stride, bi, (blk0 + i) * BLOCK, width(i));
+  }
+  for (int64_t t = 0; t < p.L; ++t) {
+    if (starts && t % p.q_len == 0) {
+      T* s = starts + (t / p.q_len) * p.nb * p.d * p.n;
+      for (int64_t i = 0; i < nblk; ++i) state_out(p, hs.data() + i * stride, s, bi, (blk0 + i) * BLOCK, width(i));
+    }
+    for (int64_t i = 0; i < nblk; ++i) {
+      const int64_t d0 = (blk0 + i) * BLOCK;
+      if (d0 + BLOCK <= p.d)
+        forward_step<T, true>(p, hs.data() + i * stride, out, bi, t, d0);
+      else
+        forward_step<T, false>(p, hs.data() + i * stride, out, bi, t, d0);
+    }
+  }
+  for (int64_t i = 0; i < nblk; ++i) state_out(p, hs.data() + i * stride, h_out, bi, (blk0 + i) * BLOCK, width(i));
 }
 
 template <typename T>
@@ -143,109 +173,153 @@ struct Grads {
   T *gx, *gdt, *gAt, *gBp, *gCp, *gh0, *gD, *gz, *gbias;
 };
 
+// What the backward keeps for one block of channels while it walks one chunk of q_len positions:
+// the true states H_0..H_Q [Q+1][n][BLOCK], decays a [Q][n][BLOCK], Δ [Q][BLOCK], the adjoint g
+// [n][BLOCK], and the block's gradient sums over positions.
 template <typename T>
-void backward_unit(const Args<T>& p, const T* starts, const Grads<T>& q, int64_t bi, int64_t blk) {
-  const int64_t L = p.L, d = p.d, n = p.n, d0 = blk * BLOCK, db = std::min(BLOCK, d - d0), Q = p.q_len;
-  const int64_t stride = n * BLOCK;  // one [n][BLOCK] state
+struct Work {
+  std::vector<T> H, a, dts, g, gA, gD, gb;
+  Work(int64_t Q, int64_t n)
+      : H((Q + 1) * n * BLOCK), a(Q * n * BLOCK), dts(Q * BLOCK), g(n * BLOCK, T(0)), gA(n * BLOCK, T(0)),
+        gD(BLOCK, T(0)), gb(BLOCK, T(0)) {}
+};
+
+// Position t (= chunk start + i): H_{i+1} from H_i, keeping Δ_t and a_t.
+template <typename T, bool FULL>
+inline void recompute_step(const Args<T>& p, Work<T>& w, int64_t bi, int64_t t, int64_t i, int64_t d0) {
+  const int64_t n = p.n, stride = n * BLOCK, db = FULL ? BLOCK : std::min(BLOCK, p.d - d0);
   const T lo = min_exp_arg<T>();
-  std::vector<T> H((Q + 1) * stride), a(Q * stride), dts(Q * BLOCK), g(stride, T(0)), gA(stride, T(0));
-  T* gBp = q.gBp + blk * p.nb * L * n;  // this block's share of Σ_d, summed over blocks afterwards
-  T* gCp = q.gCp + blk * p.nb * L * n;
-  if (q.gh) {
-    for (int64_t j = 0; j < db; ++j)
-      for (int64_t k = 0; k < n; ++k) g[k * BLOCK + j] = q.gh[(bi * d + d0 + j) * n + k];
-  }
-  T u[BLOCK], gu[BLOCK], gda[BLOCK], gd[BLOCK], gy[BLOCK], y[BLOCK], gD[BLOCK] = {}, gb[BLOCK] = {};
-  const int64_t nc = (L + Q - 1) / Q;
-  for (int64_t c = nc - 1; c >= 0; --c) {
-    const int64_t t0 = c * Q, len = std::min(Q, L - t0);
-    const T* s = starts + (c * p.nb + bi) * d * n;
-    for (int64_t j = 0; j < db; ++j)
-      for (int64_t k = 0; k < n; ++k) H[k * BLOCK + j] = s[(d0 + j) * n + k];
-    for (int64_t i = 0; i < len; ++i) {  // the true states of this chunk, its Δ and its decays
-      const int64_t t = t0 + i, row = (bi * L + t) * d + d0;
-      const T* xt = p.x + row;
-      const T* Bt = p.B + (bi * L + t) * n;
-      T* dtv = dts.data() + i * BLOCK;
-      delta(p, bi, t, d0, db, dtv);
-      for (int64_t j = 0; j < db; ++j) u[j] = dtv[j] * xt[j];
-      for (int64_t k = 0; k < n; ++k) {
-        const T bk = Bt[k];
-        const T* Ak = p.At + k * d + d0;
-        const T* hp = H.data() + i * stride + k * BLOCK;
-        T* hn = H.data() + (i + 1) * stride + k * BLOCK;
-        T* ak = a.data() + i * stride + k * BLOCK;
+  const T* xt = p.x + (bi * p.L + t) * p.d + d0;
+  const T* Bt = p.B + (bi * p.L + t) * n;
+  T* dtv = w.dts.data() + i * BLOCK;
+  T u[BLOCK];
+  delta(p, bi, t, d0, db, dtv);
+  for (int64_t j = 0; j < db; ++j) u[j] = dtv[j] * xt[j];
+  for (int64_t k = 0; k < n; ++k) {
+    const T bk = Bt[k];
+    const T* Ak = p.At + k * p.d + d0;
+    const T* hp = w.H.data() + i * stride + k * BLOCK;
+    T* hn = w.H.data() + (i + 1) * stride + k * BLOCK;
+    T* ak = w.a.data() + i * stride + k * BLOCK;
 #pragma omp simd
-        for (int64_t j = 0; j < db; ++j) {
-          const T av = std::exp(std::max(dtv[j] * Ak[j], lo));
-          ak[j] = av;
-          hn[j] = av * hp[j] + u[j] * bk;
-        }
-      }
-    }
-    for (int64_t i = len - 1; i >= 0; --i) {  // the adjoint, backwards through the chunk
-      const int64_t t = t0 + i, row = (bi * L + t) * d + d0;
-      const T* dtv = dts.data() + i * BLOCK;
-      const T* xt = p.x + row;
-      const T* got = q.gout + row;
-      const T* Bt = p.B + (bi * L + t) * n;
-      const T* Ct = p.C + (bi * L + t) * n;
-      const T* zt = p.z ? p.z + p.zrow(bi, t, d0) : nullptr;
-      for (int64_t j = 0; j < db; ++j) {
-        u[j] = dtv[j] * xt[j];
-        gy[j] = zt ? got[j] * zt[j] * sigmoid(zt[j]) : got[j];  // dL/dy_t
-        gu[j] = gda[j] = y[j] = T(0);
-      }
-      for (int64_t k = 0; k < n; ++k) {
-        const T bk = Bt[k], ck = Ct[k];
-        const T* Ak = p.At + k * d + d0;
-        const T* hp = H.data() + i * stride + k * BLOCK;
-        const T* hn = H.data() + (i + 1) * stride + k * BLOCK;
-        const T* ak = a.data() + i * stride + k * BLOCK;
-        T* gk = g.data() + k * BLOCK;
-        T* gAk = gA.data() + k * BLOCK;
-        T sC = T(0), sB = T(0);
-#pragma omp simd reduction(+ : sC, sB)
-        for (int64_t j = 0; j < db; ++j) {
-          const T gv = gk[j] + ck * gy[j];  // g_t
-          y[j] += ck * hn[j];
-          sC += gy[j] * hn[j];
-          sB += u[j] * gv;
-          gu[j] += gv * bk;
-          const T dla = gv * hp[j] * ak[j];  // d(log a_t)
-          gAk[j] += dla * dtv[j];
-          gda[j] += dla * Ak[j];
-          gk[j] = gv * ak[j];  // into position t-1
-        }
-        gCp[(bi * L + t) * n + k] = sC;
-        gBp[(bi * L + t) * n + k] = sB;
-      }
-      for (int64_t j = 0; j < db; ++j) {
-        const T Dj = p.D ? p.D[d0 + j] : T(0);
-        if (zt) {
-          const T zv = zt[j], sg = sigmoid(zv);
-          q.gz[row + j] = got[j] * (y[j] + Dj * xt[j]) * sg * (T(1) + zv * (T(1) - sg));
-        }
-        gD[j] += gy[j] * xt[j];
-        q.gx[row + j] = gu[j] * dtv[j] + gy[j] * Dj;
-        gd[j] = gu[j] * xt[j] + gda[j];  // dL/dΔ_t
-      }
-      if (p.softplus) {  // softplus'(v) = sigmoid(v) = 1 - exp(-softplus(v))
-#pragma omp simd
-        for (int64_t j = 0; j < db; ++j) gd[j] *= -std::expm1(-dtv[j]);
-      }
-      for (int64_t j = 0; j < db; ++j) {  // now dL/d(raw Δ), raw Δ = dt + bias or δ Wt + bias
-        gb[j] += gd[j];
-        q.gdt[row + j] = gd[j];
-      }
+    for (int64_t j = 0; j < db; ++j) {
+      const T av = std::exp(std::max(dtv[j] * Ak[j], lo));
+      ak[j] = av;
+      hn[j] = av * hp[j] + u[j] * bk;
     }
   }
-  for (int64_t k = 0; k < n; ++k)
-    for (int64_t j = 0; j < db; ++j) q.gAt[(bi * n + k) * d + d0 + j] = gA[k * BLOCK + j];
+}
+
+// Position t, backwards: the adjoint g from g_{t+1}-carried to g_t and on into t-1, and every
+// gradient of the position. gB, gC get this block's share of their sums over channels.
+template <typename T, bool FULL>
+inline void adjoint_step(const Args<T>& p, const Grads<T>& q, Work<T>& w, int64_t bi, int64_t t, int64_t i,
+                         int64_t blk) {
+  const int64_t n = p.n, d = p.d, L = p.L, stride = n * BLOCK, d0 = blk * BLOCK;
+  const int64_t db = FULL ? BLOCK : std::min(BLOCK, d - d0), row = (bi * L + t) * d + d0;
+  const T* dtv = w.dts.data() + i * BLOCK;
+  const T* xt = p.x + row;
+  const T* got = q.gout + row;
+  const T* Bt = p.B + (bi * L + t) * n;
+  const T* Ct = p.C + (bi * L + t) * n;
+  const T* zt = p.z ? p.z + p.zrow(bi, t, d0) : nullptr;
+  T* gBt = q.gBp + ((blk * p.nb + bi) * L + t) * n;
+  T* gCt = q.gCp + ((blk * p.nb + bi) * L + t) * n;
+  T u[BLOCK], gu[BLOCK], gda[BLOCK], gd[BLOCK], gy[BLOCK], y[BLOCK];
   for (int64_t j = 0; j < db; ++j) {
-    q.gD[bi * d + d0 + j] = gD[j];
-    q.gbias[bi * d + d0 + j] = gb[j];
-    for (int64_t k = 0; k < n; ++k) q.gh0[(bi * d + d0 + j) * n + k] = g[k * BLOCK + j];
+    u[j] = dtv[j] * xt[j];
+    gy[j] = zt ? got[j] * zt[j] * sigmoid(zt[j]) : got[j];  // dL/dy_t
+    gu[j] = gda[j] = y[j] = T(0);
+  }
+  for (int64_t k = 0; k < n; ++k) {
+    const T bk = Bt[k], ck = Ct[k];
+    const T* Ak = p.At + k * d + d0;
+    const T* hp = w.H.data() + i * stride + k * BLOCK;
+    const T* hn = w.H.data() + (i + 1) * stride + k * BLOCK;
+    const T* ak = w.a.data() + i * stride + k * BLOCK;
+    T* gk = w.g.data() + k * BLOCK;
+    T* gAk = w.gA.data() + k * BLOCK;
+    T sC = T(0), sB = T(0);
+#pragma omp simd reduction(+ : sC, sB)
+    for (int64_t j = 0; j < db; ++j) {
+      const T gv = gk[j] + ck * gy[j];  // g_t
+      y[j] += ck * hn[j];
+      sC += gy[j] * hn[j];
+      sB += u[j] * gv;
+      gu[j] += gv * bk;
+      const T dla = gv * hp[j] * ak[j];  // d(log a_t)
+      gAk[j] += dla * dtv[j];
+      gda[j] += dla * Ak[j];
+      gk[j] = gv * ak[j];  // into position t-1
+    }
+    gCt[k] = sC;
+    gBt[k] = sB;
+  }
+  for (int64_t j = 0; j < db; ++j) {
+    const T Dj = p.D ? p.D[d0 + j] : T(0);
+    if (zt) {
+      const T zv = zt[j], sg = sigmoid(zv);
+      q.gz[row + j] = got[j] * (y[j] + Dj * xt[j]) * sg * (T(1) + zv * (T(1) - sg));
+    }
+    w.gD[j] += gy[j] * xt[j];
+    q.gx[row + j] = gu[j] * dtv[j] + gy[j] * Dj;
+    gd[j] = gu[j] * xt[j] + gda[j];  // dL/dΔ_t
+  }
+  if (p.softplus) {  // softplus'(v) = sigmoid(v) = 1 - exp(-softplus(v))
+#pragma omp simd
+    for (int64_t j = 0; j < db; ++j) gd[j] *= -std::expm1(-dtv[j]);
+  }
+  for (int64_t j = 0; j < db; ++j) {  // now dL/d(raw Δ), raw Δ = dt + bias or δ Wt + bias
+    w.gb[j] += gd[j];
+    q.gdt[row + j] = gd[j];
+  }
+}
+
+// Blocks blk0..blk1-1 of batch row bi, chunk by chunk from the end: recompute the chunk's states
+// from its saved start, then run the adjoint back through it; every position handles all blocks
+// (contiguous reads, as in forward_range).
+template <typename T>
+void backward_range(const Args<T>& p, const T* starts, const Grads<T>& q, int64_t bi, int64_t blk0, int64_t blk1) {
+  const int64_t n = p.n, d = p.d, Q = p.q_len, nblk = blk1 - blk0;
+  std::vector<Work<T>> ws;
+  ws.reserve(nblk);
+  for (int64_t i = 0; i < nblk; ++i) ws.emplace_back(Q, n);
+  auto width = [&](int64_t i) { return std::min(BLOCK, d - (blk0 + i) * BLOCK); };
+  auto full = [&](int64_t i) { return (blk0 + i + 1) * BLOCK <= d; };
+  if (q.gh) {
+    for (int64_t i = 0; i < nblk; ++i) state_in(p, q.gh, ws[i].g.data(), bi, (blk0 + i) * BLOCK, width(i));
+  }
+  const int64_t nc = (p.L + Q - 1) / Q;
+  for (int64_t c = nc - 1; c >= 0; --c) {
+    const int64_t t0 = c * Q, len = std::min(Q, p.L - t0);
+    for (int64_t i = 0; i < nblk; ++i)
+      state_in(p, starts + c * p.nb * d * n, ws[i].H.data(), bi, (blk0 + i) * BLOCK, width(i));
+    for (int64_t s = 0; s < len; ++s) {
+      for (int64_t i = 0; i < nblk; ++i) {
+        if (full(i))
+          recompute_step<T, true>(p, ws[i], bi, t0 + s, s, (blk0 + i) * BLOCK);
+        else
+          recompute_step<T, false>(p, ws[i], bi, t0 + s, s, (blk0 + i) * BLOCK);
+      }
+    }
+    for (int64_t s = len - 1; s >= 0; --s) {
+      for (int64_t i = 0; i < nblk; ++i) {
+        if (full(i))
+          adjoint_step<T, true>(p, q, ws[i], bi, t0 + s, s, blk0 + i);
+        else
+          adjoint_step<T, false>(p, q, ws[i], bi, t0 + s, s, blk0 + i);
+      }
+    }
+  }
+  for (int64_t i = 0; i < nblk; ++i) {
+    const int64_t d0 = (blk0 + i) * BLOCK, db = width(i);
+    for (int64_t k = 0; k < n; ++k)
+      for (int64_t j = 0; j < db; ++j) q.gAt[(bi * n + k) * d + d0 + j] = ws[i].gA[k * BLOCK + j];
+    for (int64_t j = 0; j < db; ++j) {
+      q.gD[bi * d + d0 + j] = ws[i].gD[j];
+      q.gbias[bi * d + d0 + j] = ws[i].gb[j];
+    }
+    state_out(p, ws[i].g.data(), q.gh0, bi, d0, db);
   }
 }
 
@@ -319,8 +393,13 @@ std::vector<at::Tensor> scan_forward(const at::Tensor& x, const at::Tensor& dt, 
     const auto p = make_args<scalar_t>(x, dt, At, B, C, h0, D, z, dt_bias, dt_proj_t, dt_softplus, q_len);
     scalar_t* sp = save_starts ? starts.data_ptr<scalar_t>() : nullptr;
     at::parallel_for(0, b * nblk, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t w = begin; w < end; ++w)
-        forward_unit<scalar_t>(p, out.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), sp, w / nblk, (w % nblk) * BLOCK);
+      // this thread's units, a contiguous range: per batch row, a run of neighbouring blocks
+      for (int64_t w = begin; w < end;) {
+        const int64_t bi = w / nblk, stop = std::min(end, (bi + 1) * nblk);
+        forward_range<scalar_t>(p, out.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(), sp, bi, w % nblk,
+                                w % nblk + (stop - w));
+        w = stop;
+      }
     });
   });
   return {out, h, starts};
@@ -354,7 +433,11 @@ std::vector<at::Tensor> scan_backward(const at::Tensor& x, const at::Tensor& dt,
                             z.has_value() ? gz.data_ptr<scalar_t>() : nullptr, gbias.data_ptr<scalar_t>()};
     const scalar_t* sp = starts.data_ptr<scalar_t>();
     at::parallel_for(0, b * nblk, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t w = begin; w < end; ++w) backward_unit<scalar_t>(p, sp, q, w / nblk, w % nblk);
+      for (int64_t w = begin; w < end;) {
+        const int64_t bi = w / nblk, stop = std::min(end, (bi + 1) * nblk);
+        backward_range<scalar_t>(p, sp, q, bi, w % nblk, w % nblk + (stop - w));
+        w = stop;
+      }
     });
   });
   return {gx, gdt, gAt.sum(0), gBp.sum(0), gCp.sum(0), gh0, gD.sum(0), gz, gbias.sum(0)};
