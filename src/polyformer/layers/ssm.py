@@ -380,6 +380,57 @@ def depthwise_causal_conv(xp: torch.Tensor, weight: torch.Tensor, bias: torch.Te
     return y if bias is None else y.add_(bias.to(xp.dtype))
 
 
+class _KernelConv(torch.autograd.Function):
+    """silu(causal depthwise conv + bias) through the compiled CPU kernel; x [b, L, d] (channels
+    contiguous), prev [b, d, K-1] or None, weight [d, 1, K], bias [d] or None."""
+
+    @staticmethod
+    def forward(ctx, x, prev, weight, bias):
+        from . import scan_kernel
+
+        wt = weight[:, 0, :].t().contiguous()
+        ctx.save_for_backward(x, prev, wt, bias)
+        return scan_kernel.load().conv_forward(x, prev, wt, bias, True)
+
+    @staticmethod
+    def backward(ctx, gy):
+        from . import scan_kernel
+
+        x, prev, wt, bias = ctx.saved_tensors
+        gx, gprev, gwt, gbias = scan_kernel.load().conv_backward(x, prev, wt, bias, True, gy.contiguous())
+        return gx, gprev if prev is not None else None, gwt.t().unsqueeze(1), gbias if bias is not None else None
+
+
+def causal_conv_silu(x, prev, weight, bias, impl: str = "auto"):
+    """silu(y) for the causal depthwise convolution y_t = bias + Σ_k w_k xp_{t+k} over
+    xp = [prev; x] (prev [b, d, K-1], the last K-1 inputs of the previous call, or zeros):
+    x [b, L, d] (channels last), weight [d, 1, K]. 'kernel'/'auto' use the compiled CPU kernel for
+    float32/float64 CPU tensors when it is available; otherwise (or with 'chunked'/'ref') the
+    PyTorch formulation :func:`depthwise_causal_conv`."""
+    from . import scan_kernel
+
+    k = weight.shape[-1] - 1
+    use_kernel = (
+        impl in ("auto", "kernel")
+        and x.device.type == "cpu"
+        and x.dtype in (torch.float32, torch.float64)
+        and scan_kernel.available()
+    )
+    if use_kernel:
+        x = x if x.stride(-1) == 1 else x.contiguous()
+        prev = None if prev is None else prev.to(x.dtype).contiguous()
+        bias = None if bias is None else bias.to(x.dtype)
+        return _KernelConv.apply(x, prev, weight.to(x.dtype), bias)
+    return F.silu(depthwise_causal_conv(with_previous_inputs(x, prev, k), weight, bias))
+
+
+def with_previous_inputs(x, prev, k: int):
+    """[prev; x] along time, [b, k+L, d] from x [b, L, d] and prev [b, d, k] (zeros if None)."""
+    if prev is not None:
+        return torch.cat([prev.transpose(1, 2).to(x.dtype), x], dim=1)
+    return F.pad(x, (0, 0, k, 0))
+
+
 @dataclass
 class MambaState:
     """What a Mamba layer carries between calls: the last K-1 conv inputs [b, d_inner, K-1] and
@@ -446,15 +497,16 @@ class MambaMixer(nn.Module):
         keep = None if attention_mask is None else attention_mask[:, -L:, None].to(x.dtype)
         if keep is not None:
             x = x * keep
-        # causal depthwise convolution over [previous K-1 inputs ; x], channels last: [b, K-1+L, d_inner]
+        # causal depthwise convolution over [previous K-1 inputs ; x], channels last
         k = self.d_conv - 1
-        if state is not None and state.conv is not None:
-            xp = torch.cat([state.conv.transpose(1, 2).to(x.dtype), x], dim=1)
+        prev = state.conv if state is not None else None  # [b, d_inner, K-1] (Hugging Face's layout)
+        if state is not None:  # the last K-1 inputs, for the next call
+            tail = x[:, L - k :] if L >= k else with_previous_inputs(x, prev, k)[:, -k:]
+            state.conv = tail.transpose(1, 2).detach().clone(memory_format=torch.contiguous_format)
+        if self.act is F.silu:
+            x = causal_conv_silu(x, prev, self.conv1d.weight, self.conv1d.bias, self.scan_impl)
         else:
-            xp = F.pad(x, (0, 0, k, 0))
-        if state is not None:  # kept as [b, d_inner, K-1] (Hugging Face's conv-state layout)
-            state.conv = xp[:, xp.shape[1] - k :].transpose(1, 2).detach().clone(memory_format=torch.contiguous_format)
-        x = self.act(depthwise_causal_conv(xp, self.conv1d.weight, self.conv1d.bias))
+            x = self.act(depthwise_causal_conv(with_previous_inputs(x, prev, k), self.conv1d.weight, self.conv1d.bias))
         if keep is not None:
             x = x * keep
         dt, Bm, Cm = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
