@@ -205,6 +205,12 @@ def main() -> int:
     p.add_argument("--skip-hf-default", action="store_true", help="skip the slow sequential-scan peer (~4 min)")
     p.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these (default: all)")
     p.add_argument(
+        "--retain-memory",
+        action="store_true",
+        help="keep freed memory mapped (polyformer.runtime.retain_freed_memory, for both models); "
+        "results go to *_retained_memory keys",
+    )
+    p.add_argument(
         "--profile", action="store_true", help="only profile our forward at 4,096 tokens (where the time goes)"
     )
     p.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
@@ -222,7 +228,11 @@ def main() -> int:
         print(f"skipping: {e.name} is not installed (pip install -e '.[dev,bench]')")
         return 0
     from polyformer.layers import scan_kernel
+    from polyformer.runtime import retain_freed_memory
 
+    if args.retain_memory and not retain_freed_memory():
+        print("--retain-memory: not available here (glibc only)")
+        return 2
     out = ROOT / "benchmarks" / "results" / "jamba_speed.json"
     results: dict = json.loads(out.read_text()) if out.exists() else {}  # parts not measured now are kept
     results |= {"model": MODEL, "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -239,14 +249,15 @@ def main() -> int:
     results["max_logit_diff_vs_hf"] = diff
     print(f"same weights, logits agree to {diff:.1e}")
 
+    suffix = "_retained_memory" if args.retain_memory else ""
     if "train" in args.only:
-        results["train_step_1024"] = measure_train(models, args.repeats, not args.skip_hf_default)
+        results["train_step_1024" + suffix] = measure_train(models, args.repeats, not args.skip_hf_default)
     if "forward" in args.only:
-        results["forward_4096"] = measure_forward(models, args.repeats, not args.skip_hf_default)
-    if "memory" in args.only:
+        results["forward_4096" + suffix] = measure_forward(models, args.repeats, not args.skip_hf_default)
+    if "memory" in args.only and not args.retain_memory:  # resident memory is what retention changes
         results["peak_memory_forward_4096_mib"] = measure_memory()
     if "decode" in args.only:
-        results["decode_tokens_per_s"] = measure_decode(models["ours"])
+        results["decode_tokens_per_s" + suffix] = measure_decode(models["ours"])
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
