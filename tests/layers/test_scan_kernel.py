@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from polyformer.layers import scan_kernel
-from polyformer.layers.ssm import _KERNEL_Q, MambaMixer, selective_scan
+from polyformer.layers.ssm import _KERNEL_Q, MambaMixer, causal_conv_silu, selective_scan
 
 needs_kernel = pytest.mark.skipif(not scan_kernel.available(), reason=f"scan kernel unavailable: {scan_kernel.error()}")
 
@@ -136,3 +136,28 @@ def test_mixer_kernel_equals_reference(activation):
     g2 = torch.autograd.grad(y2.square().sum(), list(ref.parameters()))
     for (name, _), a, b in zip(mixer.named_parameters(), g1, g2):
         assert (a - b).abs().max() < 1e-9 * max(1.0, b.abs().max().item()), name
+
+
+@needs_kernel
+@pytest.mark.parametrize("L", [1, 2, 70])  # shorter than, and longer than, the K-1 previous inputs
+@pytest.mark.parametrize("with_prev", [False, True])
+def test_conv_kernel_equals_pytorch_with_gradients(L, with_prev):
+    g = torch.Generator().manual_seed(0)
+    d, K = 70, 4
+    xz = torch.randn(2, L, 2 * d, generator=g, dtype=torch.float64, requires_grad=True)  # x: a strided view
+    prev = torch.randn(2, d, K - 1, generator=g, dtype=torch.float64, requires_grad=True) if with_prev else None
+    w = torch.randn(d, 1, K, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(d, generator=g, dtype=torch.float64, requires_grad=True)
+    leaves = [t for t in (xz, prev, w, bias) if t is not None]
+    res = []
+    for impl in ("chunked", "kernel"):
+        y = causal_conv_silu(xz[..., :d], prev, w, bias, impl)
+        res.append([y, *torch.autograd.grad((y * y.detach().cos()).sum(), leaves)])
+    for a, b in zip(*res):
+        assert (a - b).abs().max() < 1e-12
+
+
+def test_conv_kernel_refuses_what_it_cannot_run():
+    w = torch.randn(8, 1, 4)
+    with pytest.raises(RuntimeError, match="float32/64 CPU"):
+        causal_conv_silu(torch.randn(1, 5, 8, dtype=torch.bfloat16), None, w, None, "kernel")

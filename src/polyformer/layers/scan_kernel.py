@@ -1,16 +1,18 @@
-"""The selective scan as a compiled CPU kernel (``csrc/selective_scan.cpp``), built on first use.
+"""Mamba's compiled CPU kernels (``csrc/selective_scan.cpp``), built on first use.
 
-The recurrence of :mod:`polyformer.layers.ssm` run one position at a time with the state
-[block of channels, d_state] held in cache, the channel loop vectorised (exp included), blocks of
-channels in parallel on torch's thread pool. The backward recomputes the states from those saved at
-every ``q_len``-th position and runs the adjoint recurrence in reverse (the equations are in
-``ssm._ChunkedScan``). It is the same arithmetic as ``selective_scan_ref``, in one pass over memory
-instead of the chunked scan's several.
+The selective scan of :mod:`polyformer.layers.ssm` run one position at a time with the state
+[block of channels, d_state] held in cache, the channel loop vectorised (exp included), runs of
+channel blocks in parallel on torch's thread pool, fused with Δ's projection, bias and softplus, the
+D skip and the SiLU gate; and the causal depthwise convolution with its bias and SiLU. The scan's
+backward recomputes the states from those saved at every ``q_len``-th position and runs the adjoint
+recurrence in reverse (the equations are in ``ssm._ChunkedScan``). The same arithmetic as
+``selective_scan_ref``, in one pass over memory instead of the chunked scan's several.
 
-Building needs a C++ compiler (and ninja, a dependency) and takes about 30 s, once per machine and source
-version: the library is cached by ``torch.utils.cpp_extension`` (``TORCH_EXTENSIONS_DIR``, by default
-``~/.cache/torch_extensions``). Without a compiler, or with ``POLYFORMER_SCAN_KERNEL=0``, the scan
-falls back to the pure-PyTorch chunked scan, with one warning.
+Building needs a C++ compiler (and ninja, a dependency) and takes about 30 s, once per machine and
+source version: the library is cached by ``torch.utils.cpp_extension`` (``TORCH_EXTENSIONS_DIR``, by
+default ``~/.cache/torch_extensions``). Where it cannot be built, the mixer falls back to the
+pure-PyTorch scan and convolution with one warning; ``POLYFORMER_SCAN_KERNEL=0`` turns the kernels
+off without one.
 """
 
 from __future__ import annotations

@@ -404,19 +404,19 @@ class _KernelConv(torch.autograd.Function):
 def causal_conv_silu(x, prev, weight, bias, impl: str = "auto"):
     """silu(y) for the causal depthwise convolution y_t = bias + Σ_k w_k xp_{t+k} over
     xp = [prev; x] (prev [b, d, K-1], the last K-1 inputs of the previous call, or zeros):
-    x [b, L, d] (channels last), weight [d, 1, K]. 'kernel'/'auto' use the compiled CPU kernel for
-    float32/float64 CPU tensors when it is available; otherwise (or with 'chunked'/'ref') the
-    PyTorch formulation :func:`depthwise_causal_conv`."""
+    x [b, L, d] (channels last), weight [d, 1, K]. 'auto' uses the compiled CPU kernel for float32
+    and float64 CPU tensors when it is available, 'kernel' requires it; otherwise (and with
+    'chunked' or 'ref') the PyTorch formulation :func:`depthwise_causal_conv` runs."""
     from . import scan_kernel
 
     k = weight.shape[-1] - 1
-    use_kernel = (
-        impl in ("auto", "kernel")
-        and x.device.type == "cpu"
-        and x.dtype in (torch.float32, torch.float64)
-        and scan_kernel.available()
-    )
-    if use_kernel:
+    fits = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+    if impl == "kernel" and not (fits and scan_kernel.available()):
+        raise RuntimeError(
+            f"the compiled convolution needs float32/64 CPU tensors (got {x.dtype} on {x.device}) and the "
+            f"kernel ({scan_kernel.error() or 'available'})"
+        )
+    if impl in ("auto", "kernel") and fits and scan_kernel.available():
         x = x if x.stride(-1) == 1 else x.contiguous()
         prev = None if prev is None else prev.to(x.dtype).contiguous()
         bias = None if bias is None else bias.to(x.dtype)

@@ -1,15 +1,18 @@
-// Selective scan on CPU (Gu & Dao 2023), fused with what surrounds it in the Mamba mixer:
+// Mamba's CPU kernels: the selective scan (Gu & Dao 2023), fused with what surrounds it in the
+// mixer, and the causal depthwise convolution with its bias and SiLU (at the end of this file).
 //
-//   Δ_t = softplus(δ_t + b_Δ)  (or δ_t as given),   a_t = exp(Δ_t A),
+//   Δ_t = softplus(δ_t W_Δᵀ + b_Δ)  (or δ_t as given),   a_t = exp(Δ_t A),
 //   h_t = a_t ⊙ h_{t-1} + (Δ_t x_t) B_t,   y_t = Σ_n C_t[n] h_t[n] + D x_t,   out_t = y_t · silu(z_t)
 //
-// per channel d and state index n (the interface of mamba_ssm's selective_scan_fn). Work is split
-// into (batch row, block of BLOCK channels) units run in parallel on torch's thread pool; inside a
-// unit the state is [n][BLOCK] and the innermost loop runs over the BLOCK channels, so it vectorises
-// (exp included, through glibc's vector math library) and the state stays in cache: one pass over
-// the inputs per position. The backward recomputes the states chunk by chunk from those saved at
-// every q_len-th position and runs the adjoint g_t = C_t dy_t + a_{t+1} ⊙ g_{t+1} in reverse.
-// Layouts: x, δ, z, out [b, L, d]; B, C [b, L, n]; At = A transposed [n, d]; states [b, d, n].
+// per channel d and state index n (the interface of mamba_ssm's selective_scan_fn, plus Δ's
+// projection). Channels are cut into blocks of BLOCK; each thread of torch's pool takes a run of
+// neighbouring blocks of one batch row and advances all of them one position at a time, with the
+// states [n][BLOCK] in cache and the innermost loops over a block's channels (vectorised: the decay
+// exp inlined, softplus and sigmoid from glibc's vector math library). One pass over the inputs. The
+// backward recomputes the states chunk by chunk from those saved at every q_len-th position and runs
+// the adjoint g_t = C_t dy_t + a_{t+1} ⊙ g_{t+1} in reverse.
+// Layouts: x, z, out [b, L, d]; δ [b, L, r] (or Δ [b, L, d]); B, C [b, L, n]; At = A transposed
+// [n, d]; Wt = W_Δ transposed [r, d]; states [b, d, n].
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
