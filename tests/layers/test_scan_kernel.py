@@ -164,3 +164,13 @@ def test_conv_kernel_refuses_what_it_cannot_run():
     w = torch.randn(8, 1, 4)
     with pytest.raises(RuntimeError, match="float32/64 CPU"):
         causal_conv_silu(torch.randn(1, 5, 8, dtype=torch.bfloat16), None, w, None, "kernel")
+
+
+def test_mixer_without_the_kernel_equals_reference(monkeypatch):
+    monkeypatch.setattr(scan_kernel, "available", lambda: False)  # as on a machine without a compiler
+    torch.manual_seed(0)
+    mixer = MambaMixer(16, 32, d_state=4, dt_norms=True).double()  # scan_impl 'auto'
+    ref = MambaMixer(16, 32, d_state=4, dt_norms=True, scan_impl="ref").double()
+    ref.load_state_dict(mixer.state_dict())
+    u = torch.randn(2, 40, 16, dtype=torch.float64)
+    assert (mixer(u) - ref(u)).abs().max() < 1e-10
