@@ -26,6 +26,7 @@ namespace {
 
 using Opt = c10::optional<at::Tensor>;
 constexpr int64_t BLOCK = 64;
+constexpr int64_t BWD_RUN = 4;  // blocks advanced together in the backward (see scan_backward)
 
 template <typename T>
 struct Args {
@@ -646,8 +647,10 @@ std::vector<at::Tensor> scan_backward(const at::Tensor& x, const at::Tensor& dt,
                             z.has_value() ? gz.data_ptr<scalar_t>() : nullptr, gbias.data_ptr<scalar_t>()};
     const scalar_t* sp = starts.data_ptr<scalar_t>();
     at::parallel_for(0, b * nblk, 1, [&](int64_t begin, int64_t end) {
+      // at most BWD_RUN blocks at a time: each holds (2 q_len + 1) states in the backward, and
+      // wide models would otherwise keep tens of MB live per thread
       for (int64_t w = begin; w < end;) {
-        const int64_t bi = w / nblk, stop = std::min(end, (bi + 1) * nblk);
+        const int64_t bi = w / nblk, stop = std::min({end, (bi + 1) * nblk, w + BWD_RUN});
         backward_range<scalar_t>(p, sp, q, bi, w % nblk, w % nblk + (stop - w));
         w = stop;
       }
