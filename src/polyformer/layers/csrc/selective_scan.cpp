@@ -148,41 +148,15 @@ inline void forward_step(const Args<T>& p, T* h, T* out, int64_t bi, int64_t t, 
     u[j] = dtv[j] * xt[j];
     acc[j] = T(0);
   }
-  if (FULL) {
-    // a vector's worth of channels at a time through all n states: Δ, u and the output sum stay
-    // in registers, and each state update loads h and A and stores h only
-    constexpr int64_t VL = 64 / sizeof(T);
-    for (int64_t j0 = 0; j0 < BLOCK; j0 += VL) {
-      T vd[VL], vu[VL], va[VL];
-      for (int64_t j = 0; j < VL; ++j) {
-        vd[j] = dtv[j0 + j];
-        vu[j] = u[j0 + j];
-        va[j] = T(0);
-      }
-      for (int64_t k = 0; k < n; ++k) {
-        const T bk = Bt[k], ck = Ct[k];
-        const T* Ak = p.At + k * p.d + d0 + j0;
-        T* hk = h + k * BLOCK + j0;
+  for (int64_t k = 0; k < n; ++k) {
+    const T bk = Bt[k], ck = Ct[k];
+    const T* Ak = p.At + k * p.d + d0;
+    T* hk = h + k * BLOCK;
 #pragma omp simd
-        for (int64_t j = 0; j < VL; ++j) {
-          const T hv = decay_exp(std::max(vd[j] * Ak[j], lo)) * hk[j] + vu[j] * bk;
-          hk[j] = hv;
-          va[j] += hv * ck;
-        }
-      }
-      for (int64_t j = 0; j < VL; ++j) acc[j0 + j] = va[j];
-    }
-  } else {
-    for (int64_t k = 0; k < n; ++k) {
-      const T bk = Bt[k], ck = Ct[k];
-      const T* Ak = p.At + k * p.d + d0;
-      T* hk = h + k * BLOCK;
-#pragma omp simd
-      for (int64_t j = 0; j < db; ++j) {
-        const T hv = decay_exp(std::max(dtv[j] * Ak[j], lo)) * hk[j] + u[j] * bk;
-        hk[j] = hv;
-        acc[j] += hv * ck;
-      }
+    for (int64_t j = 0; j < db; ++j) {
+      const T hv = decay_exp(std::max(dtv[j] * Ak[j], lo)) * hk[j] + u[j] * bk;
+      hk[j] = hv;
+      acc[j] += hv * ck;
     }
   }
   T* ot = out + row;
