@@ -102,8 +102,9 @@ def load(verbose: bool = False):
         except Exception as exc:  # no compiler, no ninja, a failed build: the pure-PyTorch scan serves
             _error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
             warnings.warn(
-                f"polyformer: the compiled selective-scan kernel is unavailable ({_error}); "
-                "using the pure-PyTorch chunked scan",
+                f"polyformer: the compiled selective-scan kernel is unavailable ({_error}); using the "
+                "pure-PyTorch scan (the build log: python -c 'from polyformer.layers import scan_kernel; "
+                "scan_kernel.load(verbose=True)'; POLYFORMER_SCAN_KERNEL=0 silences this)",
                 RuntimeWarning,
                 stacklevel=2,
             )
