@@ -9,8 +9,8 @@ recurrence in reverse (the equations are in ``ssm._ChunkedScan``). The same arit
 ``selective_scan_ref``, in one pass over memory instead of the chunked scan's several.
 
 Building needs a C++ compiler (and ninja, a dependency) and takes about 30 s, once per machine and
-source version: the library is cached by ``torch.utils.cpp_extension`` (``TORCH_EXTENSIONS_DIR``, by
-default ``~/.cache/torch_extensions``). Where it cannot be built, the mixer falls back to the
+source version: the library is cached in ``$TORCH_EXTENSIONS_DIR/polyformer`` (by default
+``~/.cache/torch_extensions/polyformer``). Where it cannot be built, the mixer falls back to the
 pure-PyTorch scan and convolution with one warning; ``POLYFORMER_SCAN_KERNEL=0`` turns the kernels
 off without one.
 """
@@ -52,11 +52,18 @@ def _build_settings() -> tuple[str, list[str]]:
     return f"polyformer_scan_{isa.lower()}_{digest}", cflags
 
 
-def _clear_stale_lock(name: str, older_than_s: float = 600.0) -> None:
-    """torch's build lock outlives a killed build and would make every later build wait forever."""
-    from torch.utils.cpp_extension import _get_build_directory
+def _build_directory(name: str) -> Path:
+    """Where the library is built and cached: TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions)
+    / polyformer / name."""
+    base = os.environ.get("TORCH_EXTENSIONS_DIR") or Path.home() / ".cache" / "torch_extensions"
+    path = Path(base) / "polyformer" / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
-    lock = Path(_get_build_directory(name, verbose=False)) / "lock"
+
+def _clear_stale_lock(build_dir: Path, older_than_s: float = 600.0) -> None:
+    """torch's build lock outlives a killed build and would make every later build wait forever."""
+    lock = build_dir / "lock"
     try:
         if time.time() - lock.stat().st_mtime > older_than_s:
             lock.unlink()
@@ -88,15 +95,16 @@ def load(verbose: bool = False):
 
             _put_ninja_on_path()
             name, cflags = _build_settings()
-            _clear_stale_lock(name)
-            lib = Path(cpp_extension._get_build_directory(name, verbose=False)) / f"{name}.so"
-            if not lib.exists():
+            build_dir = _build_directory(name)
+            _clear_stale_lock(build_dir)
+            if not (build_dir / f"{name}.so").exists():
                 print("polyformer: compiling the CPU selective-scan kernel (once, ~30 s)...", file=sys.stderr)
             _module = cpp_extension.load(
                 name=name,
                 sources=[str(SOURCE)],
                 extra_cflags=cflags,
                 extra_ldflags=["-fopenmp", "-lmvec"],
+                build_directory=str(build_dir),
                 verbose=verbose,
             )
         except Exception as exc:  # no compiler, no ninja, a failed build: the pure-PyTorch scan serves
