@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import scan_kernel
 from .norms import RMSNorm
 
 
@@ -249,6 +250,22 @@ class _ChunkedScan(torch.autograd.Function):
         return gx, gdt, gA, _from_chunks(gB, b, L), _from_chunks(gC, b, L), gh0, None
 
 
+def _use_kernel(impl: str, x: torch.Tensor, what: str, dtypes: tuple | None = None) -> bool:
+    """Whether ``impl`` runs the compiled CPU kernel (:mod:`.scan_kernel`) on x: 'auto' does when x
+    fits (a CPU tensor, of one of ``dtypes`` if given) and the kernel is available; 'kernel' must,
+    and raises otherwise; any other impl does not."""
+    if impl not in ("auto", "kernel"):
+        return False
+    fits = x.device.type == "cpu" and (dtypes is None or x.dtype in dtypes)
+    if fits and scan_kernel.available():
+        return True
+    if impl == "kernel":
+        need = "CPU tensors" if dtypes is None else "float32/64 CPU tensors"
+        state = "available" if scan_kernel.available() else f"unavailable: {scan_kernel.error() or 'turned off'}"
+        raise RuntimeError(f"the compiled {what} needs {need} (got {x.dtype} on {x.device}); the kernel is {state}")
+    return False
+
+
 _KERNEL_Q = 64  # the compiled backward recomputes states from those saved every _KERNEL_Q positions
 
 
@@ -259,8 +276,6 @@ class _KernelScan(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, dt, A, B, C, h0, D, z, dt_bias, dt_proj_weight, dt_softplus):
-        from . import scan_kernel
-
         At = A.t().contiguous()
         Wt = None if dt_proj_weight is None else dt_proj_weight.t().contiguous()
         save = any(ctx.needs_input_grad)
@@ -274,8 +289,6 @@ class _KernelScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gout, gh):
-        from . import scan_kernel
-
         x, dt, At, B, C, D, z, dt_bias, W, Wt, starts = ctx.saved_tensors
         gout = torch.zeros_like(x) if gout is None else gout.contiguous()
         gh = None if gh is None else gh.contiguous()
@@ -335,20 +348,10 @@ def selective_scan(
     Returns out [b, L, d] and the final state [b, d, n]. ``impl``: 'ref' (sequential reference),
     'chunked' (pure PyTorch), 'kernel' (compiled CPU kernel, everything fused) or 'auto' (the kernel
     for CPU tensors when it is available, else chunked)."""
-    if impl == "auto":
-        from . import scan_kernel
-
-        impl = "kernel" if x.device.type == "cpu" and scan_kernel.available() else "chunked"
-    if impl == "kernel":
-        from . import scan_kernel
-
-        if x.device.type != "cpu":
-            raise ValueError(f"scan impl 'kernel' runs on the CPU; got tensors on {x.device}")
-        if not scan_kernel.available():
-            raise RuntimeError(f"the compiled selective-scan kernel is unavailable: {scan_kernel.error()}")
-        return selective_scan_kernel(x, dt, A, B, C, h0, D, z, dt_bias, dt_softplus, dt_proj_weight)
-    if impl not in ("ref", "chunked"):
+    if impl not in SCAN_IMPLS:
         raise ValueError(f"scan impl must be one of {SCAN_IMPLS}, got {impl!r}")
+    if _use_kernel(impl, x, "selective scan"):
+        return selective_scan_kernel(x, dt, A, B, C, h0, D, z, dt_bias, dt_softplus, dt_proj_weight)
     if dt_proj_weight is not None:
         dt = F.linear(dt, dt_proj_weight.to(dt.dtype))
     if dt_bias is not None:
@@ -357,7 +360,7 @@ def selective_scan(
         dt = F.softplus(dt)
     if impl == "ref":
         y, h = selective_scan_ref(x, dt, A, B, C, h0)
-    else:
+    else:  # 'chunked', or 'auto' without the kernel
         y, h = selective_scan_chunked(x, dt, A, B, C, h0, chunk)
     if D is not None:
         y = y + x * D.to(x.dtype)
@@ -386,16 +389,12 @@ class _KernelConv(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, prev, weight, bias):
-        from . import scan_kernel
-
         wt = weight[:, 0, :].t().contiguous()
         ctx.save_for_backward(x, prev, wt, bias)
         return scan_kernel.load().conv_forward(x, prev, wt, bias, True)
 
     @staticmethod
     def backward(ctx, gy):
-        from . import scan_kernel
-
         x, prev, wt, bias = ctx.saved_tensors
         gx, gprev, gwt, gbias = scan_kernel.load().conv_backward(x, prev, wt, bias, True, gy.contiguous())
         return gx, gprev if prev is not None else None, gwt.t().unsqueeze(1), gbias if bias is not None else None
@@ -407,16 +406,8 @@ def causal_conv_silu(x, prev, weight, bias, impl: str = "auto"):
     x [b, L, d] (channels last), weight [d, 1, K]. 'auto' uses the compiled CPU kernel for float32
     and float64 CPU tensors when it is available, 'kernel' requires it; otherwise (and with
     'chunked' or 'ref') the PyTorch formulation :func:`depthwise_causal_conv` runs."""
-    from . import scan_kernel
-
     k = weight.shape[-1] - 1
-    fits = x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-    if impl == "kernel" and not (fits and scan_kernel.available()):
-        raise RuntimeError(
-            f"the compiled convolution needs float32/64 CPU tensors (got {x.dtype} on {x.device}) and the "
-            f"kernel ({scan_kernel.error() or 'available'})"
-        )
-    if impl in ("auto", "kernel") and fits and scan_kernel.available():
+    if _use_kernel(impl, x, "convolution", (torch.float32, torch.float64)):
         x = x if x.stride(-1) == 1 else x.contiguous()
         prev = None if prev is None else prev.to(x.dtype).contiguous()
         bias = None if bias is None else bias.to(x.dtype)
