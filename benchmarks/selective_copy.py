@@ -22,9 +22,9 @@ from run_summary import train_and_summarise  # noqa: E402
 
 RUNS = {
     # a 2-layer Mamba, with a length curriculum 64 -> 512
-    "mamba": ("configs/selective_copy_mamba.yaml", []),
+    "mamba": "configs/selective_copy_mamba.yaml",
     # a 2-layer Jamba (a Mamba layer, then an attention layer), with a length curriculum 64 -> 512
-    "jamba": ("configs/selective_copy_jamba.yaml", []),
+    "jamba": "configs/selective_copy_jamba.yaml",
 }
 
 
@@ -34,12 +34,11 @@ def main() -> int:
     args = p.parse_args()
     out = ROOT / "benchmarks" / "results" / "selective_copy.json"
     results = json.loads(out.read_text()) if out.exists() else {}
-    for name, (cfg_path, overrides) in RUNS.items():
+    for name, cfg_path in RUNS.items():
         if args.only and name != args.only:
             continue
-        cfg = load_train_config(ROOT / cfg_path, [*overrides, "progress=false"])
+        cfg = load_train_config(ROOT / cfg_path, ["progress=false"])
         results[name] = train_and_summarise(cfg, cfg_path)
-        results[name]["overrides"] = overrides
         print(json.dumps({name: {k: v for k, v in results[name].items() if k != "curve"}}, indent=2))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -471,8 +471,9 @@ class AssociativeRecallTask(_EpochQueue):
         return batch["x"].numel()
 
     def train_batch(self) -> dict:
-        if self.train_length() != self.length:  # next stage: a new training set, a new epoch order
-            self._load_stage(self.train_length())
+        length = self.train_length()
+        if length != self.length:  # next stage: a new training set, a new epoch order
+            self._load_stage(length)
             self._queue = []
         self.batches += 1
         if not self._queue:
