@@ -108,7 +108,8 @@ def decode_speed(model, prompt_len: int, new_tokens: int = 64) -> float:
 
 
 def profile_forward(length: int = 4096) -> int:
-    """torch.profiler on one forward of ours: total, matrix products, and the selective scans."""
+    """torch.profiler on one forward of ours: total, matrix products, selective scans, the attention
+    layer (SDPA) and the convolutions."""
     from torch.profiler import ProfilerActivity, profile
 
     model = build("ours", "").eval()
@@ -123,6 +124,9 @@ def profile_forward(length: int = 4096) -> int:
         "matmul_ms": sum(events[k].self_cpu_time_total for k in ("aten::mm", "aten::addmm", "aten::bmm") if k in events)
         / 1e3,
         "selective_scan_ms": sum(events[k].cpu_time_total for k in SCAN_EVENTS if k in events) / 1e3,
+        "attention_ms": sum(e.cpu_time_total for k, e in events.items() if k.startswith("aten::_scaled_dot_product"))
+        / 1e3,
+        "conv_ms": events["_KernelConv"].cpu_time_total / 1e3 if "_KernelConv" in events else None,
     }
     print(f"forward at {length:,} tokens, profiled:", json.dumps({k: round(v, 1) for k, v in ms.items() if v}))
     out = ROOT / "benchmarks" / "results" / "jamba_speed.json"
