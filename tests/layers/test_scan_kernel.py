@@ -174,3 +174,17 @@ def test_mixer_without_the_kernel_equals_reference(monkeypatch):
     ref.load_state_dict(mixer.state_dict())
     u = torch.randn(2, 40, 16, dtype=torch.float64)
     assert (mixer(u) - ref(u)).abs().max() < 1e-10
+
+
+@needs_kernel
+def test_float32_decays_within_their_stated_accuracy():
+    # with x = 0 and h0 = 1 one step leaves h = exp(Δ A): Δ A swept over [-80, 0], the range the
+    # kernel's inlined float exp serves (docs/jamba.md states 2.5e-7 relative)
+    d = 64 * 20000
+    dt = torch.linspace(0, 80, d).view(1, 1, d)
+    y, h = selective_scan(
+        torch.zeros(1, 1, d), dt, -torch.ones(d, 1), torch.zeros(1, 1, 1), torch.zeros(1, 1, 1),
+        torch.ones(1, d, 1), impl="kernel",
+    )  # fmt: skip
+    exact = torch.exp(-dt.double()).view(-1)
+    assert ((h.view(-1).double() - exact) / exact).abs().max() < 2.5e-7
