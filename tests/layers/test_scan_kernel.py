@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,8 +14,7 @@ needs_kernel = pytest.mark.skipif(not scan_kernel.available(), reason=f"scan ker
 
 
 def test_kernel_builds_where_a_compiler_is_present():
-    ninja = shutil.which("ninja") or shutil.which("ninja", path=str(Path(sys.executable).parent))
-    if not scan_kernel.enabled() or shutil.which("c++") is None or ninja is None:
+    if not scan_kernel.enabled() or shutil.which("c++") is None or scan_kernel.find_ninja() is None:
         pytest.skip("no compiler or ninja here, or the kernel is disabled")
     assert scan_kernel.available(), scan_kernel.error()
 

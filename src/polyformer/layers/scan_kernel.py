@@ -71,12 +71,17 @@ def _clear_stale_lock(build_dir: Path, older_than_s: float = 600.0) -> None:
         pass
 
 
+def find_ninja() -> str | None:
+    """The ninja that builds the kernels: on PATH, or the pip-installed one next to this interpreter
+    (not on PATH when a virtual environment is used without being activated)."""
+    return shutil.which("ninja") or shutil.which("ninja", path=str(Path(sys.executable).parent))
+
+
 def _put_ninja_on_path() -> None:
-    """torch runs ``ninja`` from PATH; the pip-installed one sits next to this interpreter, which is
-    not on PATH when a virtual environment is used without being activated."""
-    here = str(Path(sys.executable).parent)
-    if shutil.which("ninja") is None and shutil.which("ninja", path=here) is not None:
-        os.environ["PATH"] = here + os.pathsep + os.environ.get("PATH", "")
+    """torch runs ``ninja`` from PATH."""
+    ninja = find_ninja()
+    if ninja is not None and shutil.which("ninja") is None:
+        os.environ["PATH"] = str(Path(ninja).parent) + os.pathsep + os.environ.get("PATH", "")
 
 
 def load(verbose: bool = False):
